@@ -1,0 +1,214 @@
+"""Attention: the operation every other part of the Transformer is built around.
+
+    Attention(Q, K, V) = softmax(Q Kᵀ / √d_k) V                                  ("Attention Is All You Need", §3.2.1)
+    MultiHead(Q, K, V) = Concat(head_1, …, head_h) W^O,  head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)
+
+Masks are boolean and mean "may attend": ``mask[b, h, i, j]`` is True when query i may look at key j.
+Shapes: B batch, H heads, Tq query length, Tk key length, d_k query/key size, d_v value size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rosetta.positional import RotaryEmbedding
+
+
+def causal_mask(size: int, device: torch.device | None = None) -> torch.Tensor:
+    """(1, 1, T, T) lower-triangular mask: position i may attend to positions 0 … i only."""
+    return torch.ones(size, size, dtype=torch.bool, device=device).tril().view(1, 1, size, size)
+
+
+def padding_mask(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """(B, 1, 1, T) mask from token ids (B, T): True at real tokens, False at padding."""
+    return (ids != pad_id)[:, None, None, :]
+
+
+def check_mask(mask: torch.Tensor, batch: int, heads: int, tq: int, tk: int) -> None:
+    """Raise ValueError unless ``mask`` is boolean and broadcasts to (B, H, Tq, Tk) dimension by dimension."""
+    if mask.dtype != torch.bool:
+        raise ValueError(f"attention mask must be boolean (True = may attend), got dtype {mask.dtype}")
+    want = (batch, heads, tq, tk)
+    if mask.dim() != 4 or any(m not in (1, w) for m, w in zip(mask.shape, want)):
+        raise ValueError(
+            f"attention mask of shape {tuple(mask.shape)} does not fit (B|1, H|1, Tq|1, Tk) = "
+            f"({batch}|1, {heads}|1, {tq}|1, {tk}); build it with padding_mask() or causal_mask()"
+        )
+
+
+def scaled_dot_product_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    need_weights: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """softmax(Q Kᵀ / √d_k) V.
+
+    q: (B, H, Tq, d_k), k: (B, H, Tk, d_k), v: (B, H, Tk, d_v), mask: bool broadcastable to
+    (B, H, Tq, Tk), True = may attend. Returns the output (B, H, Tq, d_v) and, when ``need_weights``,
+    the attention weights (B, H, Tq, Tk) (else None). A query whose keys are all masked gets a zero
+    output and zero weights instead of NaN.
+
+    With ``need_weights=False`` the fused kernel of PyTorch runs (FlashAttention or memory-efficient
+    attention on a GPU); with ``need_weights=True`` the explicit formula runs, so the weights exist.
+    """
+    if mask is not None:
+        check_mask(mask, q.shape[0], q.shape[1], q.shape[2], k.shape[2])
+    if not need_weights:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        if mask is not None:
+            # Kernels disagree on fully masked rows (NaN or mean of V); the definition here is zero.
+            out = out.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
+        return out, None
+
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, H, Tq, Tk)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    if mask is not None:
+        weights = weights.masked_fill(~mask, 0.0)  # also turns all-masked NaN rows into zeros
+    attended = F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights
+    return attended @ v, weights
+
+
+class KVCache:
+    """Keys and values of one attention layer, kept between decoding steps.
+
+    Self-attention appends one step at a time into a preallocated buffer (B, H, capacity, d) that doubles
+    when full, so a step copies only the new token. Cross-attention stores the encoder memory's keys and
+    values once per source (``static``). ``reorder`` follows beam search as hypotheses are re-ranked.
+    """
+
+    def __init__(self) -> None:
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+        self.length = 0
+        self.static = False
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add keys (B, H, t, d_k) and values (B, H, t, d_v); return everything so far."""
+        end = self.length + k.shape[2]
+        if self.k is None or end > self.k.shape[2]:
+            self._grow(k, v, max(end, 2 * self.length, 16))
+        self.k[:, :, self.length : end] = k
+        self.v[:, :, self.length : end] = v
+        self.length = end
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+    def _grow(self, k: torch.Tensor, v: torch.Tensor, capacity: int) -> None:
+        b, h = k.shape[:2]
+        new_k = k.new_empty(b, h, capacity, k.shape[3])
+        new_v = v.new_empty(b, h, capacity, v.shape[3])
+        if self.k is not None:
+            new_k[:, :, : self.length] = self.k[:, :, : self.length]
+            new_v[:, :, : self.length] = self.v[:, :, : self.length]
+        self.k, self.v = new_k, new_v
+
+    def set_static(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Store cross-attention keys/values computed once from the encoder memory."""
+        self.k, self.v, self.length, self.static = k, v, k.shape[2], True
+
+    def get(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.k[:, :, : self.length], self.v[:, :, : self.length]
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep batch rows ``index`` (beam search: which hypotheses survive)."""
+        if self.k is not None:
+            self.k = self.k.index_select(0, index)
+            self.v = self.v.index_select(0, index)
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention with projections W^Q, W^K, W^V (per head d_k, d_k, d_v) and W^O.
+
+    Self-attention (``cross=False``) uses one fused projection x → [Q; K; V]; cross-attention
+    (``cross=True``) projects queries from x and keys/values, fused, from the encoder memory.
+    d_k and d_v default to d_model / n_heads and may differ from each other.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_k: int | None = None,
+        d_v: int | None = None,
+        dropout: float = 0.0,
+        bias: bool = True,
+        cross: bool = False,
+        rotary: RotaryEmbedding | None = None,
+    ):
+        super().__init__()
+        if d_k is None or d_v is None:
+            if d_model % n_heads:
+                raise ValueError(
+                    f"d_model={d_model} is not divisible by n_heads={n_heads}; "
+                    "choose another head count or give d_k and d_v explicitly"
+                )
+        self.n_heads = n_heads
+        self.d_k = d_k or d_model // n_heads
+        self.d_v = d_v or d_model // n_heads
+        self.dropout = dropout
+        self.cross = cross
+        self.rotary = rotary
+        q_size, v_size = n_heads * self.d_k, n_heads * self.d_v
+        if cross:
+            self.q_proj = nn.Linear(d_model, q_size, bias=bias)
+            self.kv_proj = nn.Linear(d_model, q_size + v_size, bias=bias)
+        else:
+            self.qkv_proj = nn.Linear(d_model, 2 * q_size + v_size, bias=bias)
+        self.out_proj = nn.Linear(v_size, d_model, bias=bias)
+
+    def _heads(self, x: torch.Tensor, d: int) -> torch.Tensor:
+        """(B, T, H·d) → (B, H, T, d)."""
+        b, t, _ = x.shape
+        return x.view(b, t, self.n_heads, d).transpose(1, 2)
+
+    def _project_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k, v = self.kv_proj(memory).split([self.n_heads * self.d_k, self.n_heads * self.d_v], dim=-1)
+        return self._heads(k, self.d_k), self._heads(v, self.d_v)
+
+    def precompute_kv(self, memory: torch.Tensor, cache: KVCache) -> None:
+        """Cross-attention: compute keys/values of the memory (B, S, D) once and store them in ``cache``."""
+        cache.set_static(*self._project_kv(memory))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        memory: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x: (B, T, D) queries' source; memory: (B, S, D) for cross-attention; mask as in
+        ``scaled_dot_product_attention`` over the keys seen (cache included).
+        Returns (B, T, D) and the weights (B, H, T, Tk) or None."""
+        if self.cross:
+            q = self._heads(self.q_proj(x), self.d_k)
+            if cache is not None and cache.static:
+                k, v = cache.get()
+            else:
+                if memory is None:
+                    raise ValueError("cross-attention needs the encoder memory (or a filled cache)")
+                k, v = self._project_kv(memory)
+                if cache is not None:
+                    cache.set_static(k, v)
+        else:
+            qk_size = self.n_heads * self.d_k
+            q, k, v = self.qkv_proj(x).split([qk_size, qk_size, self.n_heads * self.d_v], dim=-1)
+            q, k, v = self._heads(q, self.d_k), self._heads(k, self.d_k), self._heads(v, self.d_v)
+            if self.rotary is not None:
+                offset = cache.length if cache is not None else 0
+                q, k = self.rotary(q, offset), self.rotary(k, offset)
+            if cache is not None:
+                k, v = cache.append(k, v)
+        dropout_p = self.dropout if self.training else 0.0
+        out, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p, need_weights)
+        b, _, t, _ = out.shape
+        out = out.transpose(1, 2).reshape(b, t, self.n_heads * self.d_v)  # merge heads: (B, T, H·d_v)
+        return self.out_proj(out), weights

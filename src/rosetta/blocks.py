@@ -1,0 +1,195 @@
+"""Building blocks: embeddings, feed-forward, normalisation, residual sublayers, encoder/decoder layers.
+
+One layer class serves all three model families:
+
+* encoder layer (Transformer encoder, BERT): self-attention → feed-forward
+* decoder layer (Transformer decoder): masked self-attention → cross-attention → feed-forward
+* decoder-only layer (GPT): masked self-attention → feed-forward (a decoder layer without cross-attention)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rosetta.attention import KVCache, MultiHeadAttention
+from rosetta.config import ModelConfig
+from rosetta.positional import (
+    LearnedPositionalEmbedding,
+    RotaryEmbedding,
+    SinusoidalPositionalEncoding,
+    embedding_scale,
+)
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm(x) = x / √(mean(x²) + ε) · g  (Zhang & Sennrich, 2019): LayerNorm without centring."""
+
+    def __init__(self, d_model: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d_model))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def make_norm(config: ModelConfig) -> nn.Module:
+    """LayerNorm(x) = (x − μ) / √(σ² + ε) · γ + β (Ba et al., 2016), or RMSNorm, by ``config.norm``."""
+    if config.norm == "rmsnorm":
+        return RMSNorm(config.d_model, config.norm_eps)
+    return nn.LayerNorm(config.d_model, eps=config.norm_eps)
+
+
+class FeedForward(nn.Module):
+    """Position-wise feed-forward network, applied to each position alike (§3.3).
+
+    relu/gelu: FFN(x) = act(x W1 + b1) W2 + b2
+    swiglu:    FFN(x) = (SiLU(x W1) ⊙ x W3) W2   (Shazeer, 2020)
+    (B, T, D) → (B, T, D) through a hidden size d_ff.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.activation = config.activation
+        self.w1 = nn.Linear(config.d_model, config.d_ff, bias=config.bias)
+        self.w2 = nn.Linear(config.d_ff, config.d_model, bias=config.bias)
+        self.w3 = nn.Linear(config.d_model, config.d_ff, bias=config.bias) if self.activation == "swiglu" else None
+        self.dropout = nn.Dropout(config.activation_dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.w1(x)
+        if self.activation == "relu":
+            h = F.relu(h)
+        elif self.activation == "gelu":
+            h = F.gelu(h)
+        elif self.activation == "gelu_tanh":
+            h = F.gelu(h, approximate="tanh")
+        else:  # swiglu
+            h = F.silu(h) * self.w3(x)
+        return self.w2(self.dropout(h))
+
+
+class Embeddings(nn.Module):
+    """Token ids (B, T) → vectors (B, T, D): E[x]·√d_model (§3.4) + positions, then dropout.
+
+    With ``positional="rope"`` or ``"none"`` nothing is added here (rotary acts inside attention).
+    BERT's layout adds token-type embeddings and a LayerNorm (``type_vocab_size``, ``embedding_norm``).
+    """
+
+    def __init__(self, vocab_size: int, config: ModelConfig, token: nn.Embedding | None = None):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.token = token if token is not None else nn.Embedding(vocab_size, config.d_model)
+        self.scale = embedding_scale(config.d_model) if config.scale_embeddings else 1.0
+        self.position: nn.Module | None = None
+        if config.positional == "sinusoidal":
+            self.position = SinusoidalPositionalEncoding(config.d_model, config.max_len)
+        elif config.positional == "learned":
+            self.position = LearnedPositionalEmbedding(config.max_len, config.d_model)
+        self.token_type = nn.Embedding(config.type_vocab_size, config.d_model) if config.type_vocab_size else None
+        self.norm = make_norm(config) if config.embedding_norm else None
+        self.dropout = nn.Dropout(config.dropout)
+
+    def check_ids(self, ids: torch.Tensor) -> None:
+        """ValueError for ids outside [0, vocab) — an index error on GPU is an opaque device assert."""
+        if ids.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"token ids must be an integer tensor, got {ids.dtype}")
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.vocab_size):
+            raise ValueError(
+                f"token id out of the vocabulary: ids span [{int(ids.min())}, {int(ids.max())}] "
+                f"but the vocabulary has {self.vocab_size} entries (0 … {self.vocab_size - 1})"
+            )
+
+    def forward(
+        self, ids: torch.Tensor, offset: int = 0, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        x = self.token(ids) * self.scale  # (B, T, D)
+        if self.position is not None:
+            x = x + self.position(ids.shape[1], offset)
+        if self.token_type is not None:
+            types = token_type_ids if token_type_ids is not None else torch.zeros_like(ids)
+            x = x + self.token_type(types)
+        if self.norm is not None:
+            x = self.norm(x)
+        return self.dropout(x)
+
+
+class LayerCache:
+    """Per-layer decoding state: the growing self-attention cache and the fixed cross-attention one."""
+
+    def __init__(self) -> None:
+        self.self_attn = KVCache()
+        self.cross_attn = KVCache()
+
+    def reorder(self, index: torch.Tensor) -> None:
+        self.self_attn.reorder(index)
+        self.cross_attn.reorder(index)
+
+
+class TransformerLayer(nn.Module):
+    """Self-attention, optional cross-attention, feed-forward — each a residual sublayer.
+
+    Post-LN (the paper): x = Norm(x + Dropout(Sublayer(x)))
+    Pre-LN:              x = x + Dropout(Sublayer(Norm(x)))
+    x: (B, T, D); memory: (B, S, D). Returns x and a dict with the attention weights when asked.
+    """
+
+    def __init__(self, config: ModelConfig, cross_attention: bool):
+        super().__init__()
+        self.norm_first = config.norm_first
+        rotary = RotaryEmbedding(config.head_dim_k) if config.positional == "rope" else None
+        mha = dict(d_model=config.d_model, n_heads=config.n_heads, d_k=config.d_k, d_v=config.d_v,
+                   dropout=config.attention_dropout, bias=config.bias)
+        self.self_attn = MultiHeadAttention(**mha, rotary=rotary)
+        self.self_attn_norm = make_norm(config)
+        self.cross_attn = MultiHeadAttention(**mha, cross=True) if cross_attention else None
+        self.cross_attn_norm = make_norm(config) if cross_attention else None
+        self.feed_forward = FeedForward(config)
+        self.feed_forward_norm = make_norm(config)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def _residual(self, x: torch.Tensor, norm: nn.Module, sublayer) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Apply one sublayer with its residual connection and norm; pass back attention weights if any."""
+        out = sublayer(norm(x) if self.norm_first else x)
+        out, weights = out if isinstance(out, tuple) else (out, None)
+        x = x + self.dropout(out)
+        return (x if self.norm_first else norm(x)), weights
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        self_mask: torch.Tensor | None = None,
+        memory: torch.Tensor | None = None,
+        memory_mask: torch.Tensor | None = None,
+        cache: LayerCache | None = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        attention: dict[str, torch.Tensor] = {}
+        x, w = self._residual(x, self.self_attn_norm, lambda h: self.self_attn(
+            h, mask=self_mask, cache=cache.self_attn if cache else None, need_weights=need_weights))
+        if w is not None:
+            attention["self"] = w
+        if self.cross_attn is not None:
+            x, w = self._residual(x, self.cross_attn_norm, lambda h: self.cross_attn(
+                h, memory, mask=memory_mask, cache=cache.cross_attn if cache else None,
+                need_weights=need_weights))
+            if w is not None:
+                attention["cross"] = w
+        x, _ = self._residual(x, self.feed_forward_norm, self.feed_forward)
+        return x, attention
+
+
+class EncoderLayer(TransformerLayer):
+    """Encoder layer (§3.1): multi-head self-attention, then the feed-forward network."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config, cross_attention=False)
+
+
+class DecoderLayer(TransformerLayer):
+    """Decoder layer (§3.1): masked self-attention, cross-attention over the encoder output, feed-forward."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config, cross_attention=True)

@@ -1,0 +1,138 @@
+"""ModelConfig: every size and variant of the model in one dataclass (JSON round-trip, presets).
+
+Variants are flags here, not copies of the model: post-LN (the paper) or pre-LN, LayerNorm or RMSNorm,
+ReLU / GELU / SwiGLU, sinusoidal / learned / rotary positions, tied or separate embeddings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+POSITIONALS = ("sinusoidal", "learned", "rope", "none")
+NORMS = ("layernorm", "rmsnorm")
+ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "swiglu")
+
+# name → sizes; vocabularies and ids are the caller's (they come from the tokenizer).
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(d_model=64, n_heads=4, d_ff=128, n_encoder_layers=2, n_decoder_layers=2, dropout=0.1),
+    "small": dict(d_model=256, n_heads=4, d_ff=1024, n_encoder_layers=3, n_decoder_layers=3, dropout=0.1),
+    "base": dict(d_model=512, n_heads=8, d_ff=2048, n_encoder_layers=6, n_decoder_layers=6, dropout=0.1),
+    "big": dict(d_model=1024, n_heads=16, d_ff=4096, n_encoder_layers=6, n_decoder_layers=6, dropout=0.3),
+}
+
+
+@dataclass
+class ModelConfig:
+    """Sizes and variants of a Transformer. Defaults are the paper's base model (§3, Table 3).
+
+    d_k / d_v: per-head query-key and value sizes (default d_model / n_heads).
+    norm_first: False = Post-LN, x = Norm(x + Sublayer(x)) (the paper); True = Pre-LN,
+    x = x + Sublayer(Norm(x)) with a final norm after each stack.
+    share_embeddings: source and target use one embedding table (needs one shared vocabulary).
+    tie_output: the output projection reuses the target embedding matrix (§3.4).
+    """
+
+    src_vocab_size: int = 32000
+    tgt_vocab_size: int = 32000
+    d_model: int = 512
+    n_heads: int = 8
+    d_ff: int = 2048
+    n_encoder_layers: int = 6
+    n_decoder_layers: int = 6
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    activation_dropout: float = 0.0
+    pad_id: int = 0
+    bos_id: int = 1
+    eos_id: int = 2
+    d_k: int | None = None
+    d_v: int | None = None
+    max_len: int = 1024
+    positional: str = "sinusoidal"
+    norm: str = "layernorm"
+    norm_eps: float = 1e-5
+    norm_first: bool = False
+    activation: str = "relu"
+    bias: bool = True
+    scale_embeddings: bool = True
+    embedding_norm: bool = False
+    share_embeddings: bool = False
+    tie_output: bool = True
+    type_vocab_size: int = 0
+    init_std: float | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first inconsistent setting."""
+        for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "n_heads", "d_ff", "max_len"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if (self.d_k is None or self.d_v is None) and self.d_model % self.n_heads:
+            raise ValueError(
+                f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
+                "change n_heads or set d_k and d_v explicitly"
+            )
+        for name, allowed in (("positional", POSITIONALS), ("norm", NORMS), ("activation", ACTIVATIONS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not one of {allowed}")
+        if self.positional == "rope" and self.head_dim_k % 2:
+            raise ValueError(f"rotary positions need an even d_k, got {self.head_dim_k}")
+        for p in ("dropout", "attention_dropout", "activation_dropout"):
+            if not 0.0 <= getattr(self, p) < 1.0:
+                raise ValueError(f"{p} must be in [0, 1), got {getattr(self, p)}")
+        if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
+            raise ValueError(
+                "share_embeddings needs one shared vocabulary, but src_vocab_size="
+                f"{self.src_vocab_size} != tgt_vocab_size={self.tgt_vocab_size}"
+            )
+        for name in ("pad_id", "bos_id", "eos_id"):
+            value = getattr(self, name)
+            if not 0 <= value < min(self.src_vocab_size, self.tgt_vocab_size):
+                raise ValueError(f"{name}={value} is outside the vocabulary")
+
+    @property
+    def head_dim_k(self) -> int:
+        return self.d_k or self.d_model // self.n_heads
+
+    @property
+    def head_dim_v(self) -> int:
+        return self.d_v or self.d_model // self.n_heads
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> ModelConfig:
+        """``tiny``, ``small``, ``base`` (the paper's) or ``big``, with any field overridden."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig fields {unknown}; known fields are {sorted(known)}")
+        return cls(**data)
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        if path is not None:
+            Path(path).write_text(text + "\n", encoding="utf-8")
+        return text
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path) -> ModelConfig:
+        path = Path(text_or_path)
+        text = path.read_text(encoding="utf-8") if path.suffix == ".json" else str(text_or_path)
+        return cls.from_dict(json.loads(text))
