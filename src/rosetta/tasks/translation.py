@@ -1,0 +1,139 @@
+"""Translation as a training task: parallel text → tokenizers → token batches → label-smoothed loss → BLEU."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rosetta import decode
+from rosetta.config import ModelConfig
+from rosetta.data import batching, corpora
+from rosetta.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, load_tokenizers, save_tokenizers, train_tokenizers
+from rosetta.metrics import score
+from rosetta.model import Transformer
+from rosetta.recipe import Recipe
+from rosetta.train import label_smoothed_nll
+
+TOKENIZER_DIR = "tokenizer"
+
+
+def load_pairs(recipe: Recipe, split: str, data_dir: Path | None) -> list[tuple[str, str]]:
+    """Sentence pairs of a split, from a known corpus or from the recipe's own files."""
+    d = recipe.data
+    if d.corpus:
+        return corpora.load_parallel(d.corpus, split, data_dir, src_lang=d.src_lang, tgt_lang=d.tgt_lang,
+                                     seed=d.seed, clean=d.clean)
+    files = {"train": (d.train_src, d.train_tgt), "valid": (d.valid_src, d.valid_tgt)}.get(split)
+    if not files or not all(files):
+        raise ValueError(f"no {split} data: set data.corpus, or data.{split}_src and data.{split}_tgt files")
+    pairs = corpora.load_parallel_files(*files)
+    return corpora.clean_pairs(pairs, d.clean or [], d.clean or []) if d.clean else pairs
+
+
+class TranslationTask:
+    """Everything the Trainer needs for translation (see rosetta.train.Task)."""
+
+    metric = "bleu"
+    higher_is_better = True
+
+    def __init__(self, recipe: Recipe, data_dir: Path | None = None, run_dir: Path | None = None,
+                 resume: bool = False):
+        self.recipe = recipe
+        d, tcfg = recipe.data, recipe.tokenizer
+        train_pairs = load_pairs(recipe, "train", data_dir)
+        if d.max_train_examples:
+            train_pairs = train_pairs[: d.max_train_examples]
+        self.valid_pairs = [(s, t) for s, t in load_pairs(recipe, "valid", data_dir) if s.strip() and t.strip()]
+        if d.valid_size:
+            self.valid_pairs = self.valid_pairs[: d.valid_size]
+        saved = Path(run_dir) / TOKENIZER_DIR if run_dir else None
+        if resume and saved and saved.exists():
+            self.src_tok, self.tgt_tok = load_tokenizers(saved)
+        else:
+            self.src_tok, self.tgt_tok = train_tokenizers(
+                [s for s, _ in train_pairs], [t for _, t in train_pairs], tcfg.vocab_size, joint=tcfg.joint,
+                min_frequency=tcfg.min_frequency)
+            if saved:
+                saved.mkdir(parents=True, exist_ok=True)
+                save_tokenizers(saved, self.src_tok, self.tgt_tok)
+        self.train_ids = self._encode(train_pairs, d.max_length)
+        self.valid_ids = self._encode(self.valid_pairs, None)
+        overrides = dict(recipe.model.overrides)
+        self.config = ModelConfig.preset(
+            recipe.model.preset, src_vocab_size=self.src_tok.vocab_size, tgt_vocab_size=self.tgt_tok.vocab_size,
+            pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID, **overrides)
+        torch.manual_seed(recipe.train.seed)
+        self.model = Transformer(self.config)
+        self.device = torch.device("cpu")
+
+    def _encode(self, pairs: list[tuple[str, str]], max_length: int | None) -> list[tuple[list[int], list[int]]]:
+        src = self.src_tok.encode_batch([s for s, _ in pairs])
+        tgt = self.tgt_tok.encode_batch([t for _, t in pairs])
+        out = []
+        for s, t in zip(src, tgt):
+            if not s or not t or (max_length is not None and max(len(s), len(t)) + 1 > max_length):
+                continue
+            out.append((s + [EOS_ID], t))  # the source ends with </s>; BOS/EOS of the target come in collate
+        return out
+
+    def to(self, device: torch.device) -> None:
+        self.device = device
+        self.model.to(device)
+
+    def batches(self, rank: int, world_size: int) -> batching.BatchStream:
+        return batching.BatchStream(
+            self.train_ids, max_tokens=self.recipe.train.max_tokens, seed=self.recipe.train.seed,
+            rank=rank, world_size=world_size, collate=self._collate)
+
+    def _collate(self, examples):
+        return batching.collate_translation(examples, PAD_ID, BOS_ID, EOS_ID)
+
+    def count_tokens(self, batch) -> int:
+        return int(batch.n_tgt_tokens)
+
+    def loss(self, model: nn.Module, batch, label_smoothing: float):
+        logits = model(batch.src.to(self.device), batch.tgt_in.to(self.device))
+        return label_smoothed_nll(logits, batch.tgt_out.to(self.device), PAD_ID, label_smoothing)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, full: bool) -> dict[str, float]:
+        """Validation loss (per target token, no smoothing); with ``full`` also greedy BLEU/chrF on the first
+        ``bleu_sentences`` validation pairs."""
+        nll_sum, count = 0.0, 0
+        for index_batch in batching.make_batches([len(s) for s, _ in self.valid_ids],
+                                                 [len(t) + 1 for _, t in self.valid_ids],
+                                                 self.recipe.train.max_tokens, shuffle=False, seed=0, epoch=0):
+            batch = self._collate([self.valid_ids[i] for i in index_batch])
+            _, nll, n = self.loss(model, batch, 0.0)
+            nll_sum, count = nll_sum + float(nll), count + n
+        metrics = {"valid_loss": nll_sum / max(count, 1)}
+        if full:
+            n = self.recipe.train.bleu_sentences
+            sources = [s for s, _ in self.valid_ids[:n]]
+            refs = [t for _, t in self.valid_pairs[:n]]  # valid_ids and valid_pairs align (nothing dropped)
+            hyps = []
+            dec = self.recipe.decode
+            for start in range(0, len(sources), 100):
+                chunk = sources[start : start + 100]
+                width = max(len(s) for s in chunk)
+                src = torch.full((len(chunk), width), PAD_ID, dtype=torch.long)
+                for i, s in enumerate(chunk):
+                    src[i, : len(s)] = torch.tensor(s)
+                out = decode.greedy_search(model, src.to(self.device), max_len_ratio=dec.max_len_ratio,
+                                           max_len_offset=dec.max_len_offset)
+                hyps.extend(self.tgt_tok.decode(ids) for ids in out)
+            result = score(hyps, refs, self.recipe.data.tgt_lang)
+            metrics.update(bleu=result.bleu, chrf=result.chrf)
+        return metrics
+
+    def model_config(self) -> dict[str, Any]:
+        d = self.recipe.data
+        return {"family": "translation", "model": self.config.to_dict(), "src_lang": d.src_lang,
+                "tgt_lang": d.tgt_lang, "corpus": d.corpus, "decode": asdict(self.recipe.decode)}
+
+    def write_tokenizers(self, directory: Path) -> None:
+        save_tokenizers(directory, self.src_tok, self.tgt_tok)

@@ -1,0 +1,409 @@
+"""The training loop, shared by every task (translation, language model, classification).
+
+A task supplies the model, the batches, the loss and the evaluation; the Trainer supplies the rest:
+Adam with the paper's warm-up + inverse-square-root schedule, gradient accumulation and clipping,
+autocast, periodic evaluation with keep-best and early stopping, atomic checkpoints with an exact
+``--resume``, checkpoint averaging, a progress bar and a JSONL metrics log, and DistributedDataParallel
+under ``torchrun``.
+
+Run directory::
+
+    OUT/recipe.json  OUT/metrics.jsonl  OUT/checkpoints/step_00001000/ …  OUT/model/ (the one to use)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from rosetta import checkpoint as ckpt
+from rosetta.recipe import Recipe, TrainSection
+
+FINAL_DIR = "model"
+CHECKPOINTS_DIR = "checkpoints"
+
+
+class Batches(Protocol):
+    """An endless, resumable stream of batches (see rosetta.data.batching)."""
+
+    def __iter__(self) -> Iterator[Any]: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class Task(Protocol):
+    """What a Trainer needs from a task."""
+
+    model: nn.Module
+    metric: str  # the validation metric that decides "best", e.g. "bleu" or "valid_loss"
+    higher_is_better: bool
+
+    def batches(self, rank: int, world_size: int) -> Batches: ...
+    def loss(self, model: nn.Module, batch: Any, label_smoothing: float) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """(summed training loss, summed NLL, number of targets) of one batch."""
+    def count_tokens(self, batch: Any) -> int: ...
+    def evaluate(self, model: nn.Module, full: bool) -> dict[str, float]: ...
+    def model_config(self) -> dict[str, Any]: ...
+    def write_tokenizers(self, directory: Path) -> None: ...
+    def to(self, device: torch.device) -> None: ...
+
+
+def learning_rate(step: int, cfg: TrainSection) -> float:
+    """Learning rate at optimizer step ``step`` (1-based).
+
+    inverse_sqrt: lr · min(step / warmup, √(warmup / step)) — the paper's
+    d_model^-0.5 · min(step^-0.5, step · warmup^-1.5) with its peak written as ``lr``.
+    cosine: linear warm-up, then cosine decay to ``min_lr`` at ``max_steps``. constant: warm-up, then flat.
+    """
+    step = max(step, 1)
+    warm = step / cfg.warmup_steps if cfg.warmup_steps else 1.0
+    if cfg.schedule == "inverse_sqrt":
+        return cfg.lr * min(warm, math.sqrt(cfg.warmup_steps / step) if cfg.warmup_steps else 1.0)
+    if step < cfg.warmup_steps:
+        return cfg.lr * warm
+    if cfg.schedule == "constant":
+        return cfg.lr
+    if cfg.schedule == "cosine":
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+        return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+    raise ValueError(f"unknown schedule {cfg.schedule!r}: use inverse_sqrt, cosine or constant")
+
+
+def label_smoothed_nll(
+    logits: torch.Tensor, target: torch.Tensor, pad_id: int | None, smoothing: float
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Summed label-smoothed cross-entropy and summed plain NLL over non-pad targets, and their count.
+
+    logits (B, T, V), target (B, T). Smoothing ε puts 1−ε on the true token and ε/V everywhere (§5.4).
+    """
+    flat_logits, flat_target = logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1)
+    ignore = pad_id if pad_id is not None else -100
+    loss = F.cross_entropy(flat_logits, flat_target, ignore_index=ignore, label_smoothing=smoothing,
+                           reduction="sum")
+    with torch.no_grad():
+        nll = F.cross_entropy(flat_logits, flat_target, ignore_index=ignore, reduction="sum")
+    n = int((flat_target != ignore).sum())
+    return loss, nll, n
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast_for(device: torch.device, precision: str):
+    """bf16 autocast where asked (``auto``: on CUDA only); float32 otherwise."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    if not use_bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def distributed_env() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) when run directly."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+class MetricsLog:
+    """Append-only JSONL log: one JSON object per line, flushed as written."""
+
+    def __init__(self, path: Path, enabled: bool):
+        self.path, self.enabled = path, enabled
+
+    def write(self, **record: Any) -> None:
+        if self.enabled:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
+
+
+class Trainer:
+    """Runs a task's training to ``max_steps`` / ``max_minutes`` / early stop, resumable at any checkpoint."""
+
+    def __init__(self, recipe: Recipe, task: Task, out_dir: str | Path, progress: bool = True):
+        self.recipe, self.task, self.cfg = recipe, task, recipe.train
+        self.out = Path(out_dir)
+        self.rank, self.world_size, local_rank = distributed_env()
+        self.is_main = self.rank == 0
+        if self.world_size > 1 and not dist.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() and self.cfg.device != "cpu" else "gloo"
+            dist.init_process_group(backend)
+        device = resolve_device(self.cfg.device)
+        if device.type == "cuda" and self.world_size > 1:
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        self.device = device
+        if self.cfg.threads:
+            torch.set_num_threads(self.cfg.threads)
+        task.to(device)
+        self.model = task.model
+        self.train_model: nn.Module = self.model
+        if self.world_size > 1:
+            self.train_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None)
+        if self.cfg.compile:
+            self.train_model = torch.compile(self.train_model)
+        decay, no_decay = [], []
+        for p in self.model.parameters():
+            (decay if p.dim() > 1 else no_decay).append(p)
+        groups = [{"params": decay, "weight_decay": self.cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        opt_cls = torch.optim.AdamW if self.cfg.weight_decay else torch.optim.Adam
+        self.optimizer = opt_cls(groups, lr=self.cfg.lr, betas=self.cfg.betas, eps=self.cfg.eps)
+        self.batches = task.batches(self.rank, self.world_size)
+        self.step = 0
+        self.best: float | None = None
+        self.bad_evals = 0
+        self.elapsed = 0.0  # training seconds before this process (resume)
+        self.progress = progress and self.is_main
+        self.log = MetricsLog(self.out / "metrics.jsonl", self.is_main)
+
+    # ---------------------------------------------------------------- checkpoints
+    @property
+    def checkpoints(self) -> Path:
+        return self.out / CHECKPOINTS_DIR
+
+    def _trainer_state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        state = {
+            "step": self.step,
+            "best": self.best,
+            "bad_evals": self.bad_evals,
+            "elapsed": self.elapsed + (time.time() - self._t0),
+            "data": self.batches.state_dict(),
+            "python_rng": random.getstate()[1][:625],
+            "python_rng_version": random.getstate()[0],
+            "recipe": self.recipe.to_dict(),
+        }
+        tensors = {"torch_rng": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            tensors["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state, tensors
+
+    def save(self) -> Path:
+        """Write checkpoints/step_N atomically (rank 0 only), then prune to ``keep_last``."""
+        path = self.checkpoints / f"step_{self.step:08d}"
+        if self.is_main:
+            state, tensors = self._trainer_state()
+            ckpt.save_checkpoint(path, self.model, self.task.model_config(), self.task.write_tokenizers,
+                                 self.optimizer, state, tensors)
+            ckpt.atomic_write_text(self.checkpoints / "latest", path.name + "\n")
+            keep = max(self.cfg.keep_last, self.cfg.average_last)
+            for old in self.saved_checkpoints()[:-keep]:
+                if old.name != self._best_name():
+                    shutil.rmtree(old, ignore_errors=True)
+        self._barrier()
+        return path
+
+    def _best_name(self) -> str | None:
+        marker = self.checkpoints / "best"
+        return marker.read_text().strip() if marker.exists() else None
+
+    def saved_checkpoints(self) -> list[Path]:
+        if not self.checkpoints.exists():
+            return []
+        return sorted(p for p in self.checkpoints.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))
+
+    def resume(self) -> bool:
+        """Restore model, optimizer, RNGs, data position and counters from the newest checkpoint."""
+        marker = self.checkpoints / "latest"
+        if not marker.exists():
+            return False
+        path = self.checkpoints / marker.read_text().strip()
+        ckpt.verify_checkpoint(path)
+        ckpt.load_weights(path, self.model, self.device)
+        state, tensors = ckpt.load_trainer_state(path)
+        opt = {k.removeprefix("optimizer."): v for k, v in tensors.items() if k.startswith("optimizer.")}
+        self.optimizer.load_state_dict(ckpt.optimizer_from_tensors(opt, state["optimizer"]))
+        self.batches.load_state_dict(state["data"])
+        self.step, self.best, self.bad_evals = state["step"], state["best"], state["bad_evals"]
+        self.elapsed = state["elapsed"]
+        random.setstate((state["python_rng_version"], tuple(state["python_rng"]), None))
+        torch.set_rng_state(tensors["extra.torch_rng"])
+        if "extra.cuda_rng" in tensors and self.device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["extra.cuda_rng"], self.device)
+        return True
+
+    def _barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
+    # ---------------------------------------------------------------- evaluation
+    def evaluate(self, full: bool) -> dict[str, float]:
+        self.model.eval()
+        with torch.no_grad(), autocast_for(self.device, self.cfg.precision):
+            metrics = self.task.evaluate(self.model, full) if self.is_main else {}
+        self.model.train()
+        if self.is_main and self.task.metric in metrics:
+            value = metrics[self.task.metric]
+            better = self.best is None or (value > self.best if self.task.higher_is_better else value < self.best)
+            if better:
+                self.best, self.bad_evals = value, 0
+                metrics["is_best"] = True
+            else:
+                self.bad_evals += 1
+        self.log.write(kind="valid", step=self.step, **metrics)
+        return metrics
+
+    # ---------------------------------------------------------------- the loop
+    def _micro_batches(self, it: Iterator[Any]) -> list[Any]:
+        return [next(it) for _ in range(self.cfg.accum_steps)]
+
+    def train_step(self, micro_batches: list[Any]) -> dict[str, float]:
+        """One optimizer step over ``accum_steps`` micro-batches: the loss is the sum over every target
+        token of the global batch divided by their count, so accumulation and DDP change nothing."""
+        counts = torch.tensor([float(self.task.count_tokens(b)) for b in micro_batches]).sum()
+        if self.world_size > 1:
+            dist.all_reduce(counts)
+        total_tokens = max(float(counts), 1.0)
+        lr = learning_rate(self.step + 1, self.cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        loss_sum = nll_sum = 0.0
+        for i, batch in enumerate(micro_batches):
+            sync = i == len(micro_batches) - 1 or self.world_size == 1
+            ctx = contextlib.nullcontext() if sync else self.train_model.no_sync()
+            with ctx, autocast_for(self.device, self.cfg.precision):
+                loss, nll, _ = self.task.loss(self.train_model, batch, self.cfg.label_smoothing)
+                # DDP averages gradients over ranks; scale so the result is the global token mean.
+                (loss * self.world_size / total_tokens).backward()
+            loss_sum += float(loss.detach())
+            nll_sum += float(nll)
+        grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(),
+                                                   self.cfg.clip_norm if self.cfg.clip_norm else float("inf")))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        local_tokens = sum(self.task.count_tokens(b) for b in micro_batches)
+        return {"loss": loss_sum / max(local_tokens, 1), "nll": nll_sum / max(local_tokens, 1), "lr": lr,
+                "grad_norm": grad_norm, "tokens": total_tokens}
+
+    def fit(self, resume: bool = False) -> Path:
+        """Train; return the directory of the final model (OUT/model)."""
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        self._t0 = time.time()
+        if resume and self.resume():
+            self.log.write(kind="resume", step=self.step)
+        elif self.is_main:
+            (self.out / "recipe.json").write_text(json.dumps(self.recipe.to_dict(), indent=2) + "\n")
+        self.model.train()
+        it = iter(self.batches)
+        bar = _ProgressBar(cfg.max_steps, self.step, enabled=self.progress)
+        window_tokens, window_start, stop_reason = 0.0, time.time(), "max_steps"
+        with bar:
+            while self.step < cfg.max_steps:
+                if cfg.max_minutes is not None and self.elapsed + time.time() - self._t0 >= cfg.max_minutes * 60:
+                    stop_reason = "max_minutes"
+                    break
+                stats = self.train_step(self._micro_batches(it))
+                window_tokens += stats["tokens"]
+                if self.step % cfg.log_every == 0 or self.step == 1:
+                    dt = max(time.time() - window_start, 1e-9)
+                    stats["tokens_per_s"] = window_tokens / dt
+                    window_tokens, window_start = 0.0, time.time()
+                    self.log.write(kind="train", step=self.step,
+                                   elapsed=round(self.elapsed + time.time() - self._t0, 2), **stats)
+                    bar.update(self.step, stats, self._eta())
+                evaluated = False
+                if cfg.eval_every and self.step % cfg.eval_every == 0:
+                    metrics = self.evaluate(full=bool(cfg.bleu_every) and self.step % cfg.bleu_every == 0)
+                    evaluated = True
+                    bar.note(self.step, metrics)
+                if cfg.save_every and self.step % cfg.save_every == 0:
+                    self._save_and_mark(evaluated)
+                if cfg.patience is not None and self.bad_evals >= cfg.patience:
+                    stop_reason = "early_stop"
+                    break
+        if not self.saved_checkpoints() or self.saved_checkpoints()[-1].name != f"step_{self.step:08d}":
+            self._save_and_mark(False)
+        final = self.finish(stop_reason)
+        return final
+
+    def _save_and_mark(self, evaluated: bool) -> None:
+        path = self.save()
+        if self.is_main and evaluated and self.best is not None and self.bad_evals == 0:
+            ckpt.atomic_write_text(self.checkpoints / "best", path.name + "\n")
+
+    def _eta(self) -> float | None:
+        done = self.step
+        spent = self.elapsed + time.time() - self._t0
+        if done == 0:
+            return None
+        by_steps = spent / done * (self.cfg.max_steps - done)
+        if self.cfg.max_minutes is not None:
+            return min(by_steps, self.cfg.max_minutes * 60 - spent)
+        return by_steps
+
+    def finish(self, stop_reason: str) -> Path:
+        """Write OUT/model: the average of the last N checkpoints (N = average_last), else the best (or last)."""
+        final = self.out / FINAL_DIR
+        if self.is_main:
+            saved = self.saved_checkpoints()
+            if self.cfg.average_last > 1 and len(saved) > 1:
+                chosen = saved[-self.cfg.average_last:]
+                self.model.load_state_dict(ckpt.average_checkpoints(chosen), strict=False)
+                source = {"averaged": [p.name for p in chosen]}
+            else:
+                best = self._best_name()
+                source_dir = self.checkpoints / best if best and (self.checkpoints / best).exists() else saved[-1]
+                ckpt.load_weights(source_dir, self.model, self.device)
+                source = {"checkpoint": source_dir.name}
+            metrics = self.evaluate(full=True)
+            summary = {"steps": self.step, "stop_reason": stop_reason, "source": source,
+                       "train_seconds": round(self.elapsed + time.time() - self._t0, 1),
+                       "final_metrics": metrics}
+            config = {**self.task.model_config(), "training": summary}
+            ckpt.save_checkpoint(final, self.model, config, self.task.write_tokenizers)
+            self.log.write(kind="final", **summary)
+        self._barrier()
+        return final
+
+
+class _ProgressBar:
+    """rich progress bar with loss, learning rate, tokens/s and ETA (silent when disabled)."""
+
+    def __init__(self, total: int, start: int, enabled: bool):
+        self.enabled = enabled
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self.progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("{task.fields[info]}"), transient=False)
+            self.task = self.progress.add_task("train", total=total, completed=start, info="")
+
+    def __enter__(self):
+        if self.enabled:
+            self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.progress.__exit__(*exc)
+
+    def update(self, step: int, stats: dict[str, float], eta: float | None) -> None:
+        if self.enabled:
+            eta_text = f"{eta / 60:5.1f} min" if eta is not None else "?"
+            info = (f"loss {stats['loss']:.3f}  lr {stats['lr']:.2e}  "
+                    f"{stats.get('tokens_per_s', 0):,.0f} tok/s  ETA {eta_text}")
+            self.progress.update(self.task, completed=step, info=info)
+
+    def note(self, step: int, metrics: dict[str, float]) -> None:
+        if self.enabled:
+            text = "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
+            self.progress.console.print(f"step {step}: {text}")

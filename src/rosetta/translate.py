@@ -1,0 +1,143 @@
+"""The user-facing entry point: ``rosetta.load(DIR).translate(["I am a student."])``.
+
+    text ─ tokenizer.encode ─ model.encode (once) ─ beam search over model.decode_step ─ tokenizer.decode
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rosetta import checkpoint as ckpt
+from rosetta import decode
+from rosetta.config import ModelConfig
+from rosetta.data.tokenizer import BOS_ID, EOS_ID, load_tokenizers
+from rosetta.model import Transformer
+from rosetta.train import FINAL_DIR
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """A model directory, or a run directory (its ``model/``, else its latest checkpoint)."""
+    path = Path(path)
+    if (path / ckpt.CONFIG_FILE).exists():
+        return path
+    if (path / FINAL_DIR / ckpt.CONFIG_FILE).exists():
+        return path / FINAL_DIR
+    latest = path / "checkpoints" / "latest"
+    if latest.exists():
+        return path / "checkpoints" / latest.read_text().strip()
+    raise ckpt.CheckpointError(
+        f"{path} is not a Rosetta model: expected {path / ckpt.CONFIG_FILE} (a model or checkpoint directory) "
+        f"or {path / FINAL_DIR} (a training run's output)"
+    )
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 quantization of every Linear layer (weights int8, activations quantized on the fly)."""
+    from torch.ao.quantization import quantize_dynamic
+
+    return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+class Translator:
+    """A trained translation model with its tokenizers and decoding defaults."""
+
+    def __init__(self, model: Transformer, src_tokenizer, tgt_tokenizer, info: dict[str, Any],
+                 device: torch.device, max_src_tokens: int | None = None):
+        self.model, self.src_tokenizer, self.tgt_tokenizer = model.eval(), src_tokenizer, tgt_tokenizer
+        self.info, self.device = info, device
+        self.config: ModelConfig = model.config
+        self.decode_defaults = info.get("decode", {})
+        self.max_src_tokens = max_src_tokens or min(self.config.max_len, 256) - 2
+        self.src_lang = info.get("src_lang")
+        self.tgt_lang = info.get("tgt_lang")
+
+    # ------------------------------------------------------------------ encoding
+    def encode_source(self, text: str, warn: bool = True) -> list[int]:
+        ids = self.src_tokenizer.encode(text)
+        if len(ids) > self.max_src_tokens:
+            if warn:
+                warnings.warn(f"source of {len(ids)} tokens truncated to the model's limit of "
+                              f"{self.max_src_tokens} tokens: {text[:40]!r}…", stacklevel=3)
+            ids = ids[: self.max_src_tokens]
+        return ids + [EOS_ID]
+
+    def _src_tensor(self, id_lists: list[list[int]]) -> torch.Tensor:
+        width = max(len(ids) for ids in id_lists)
+        src = torch.full((len(id_lists), width), self.config.pad_id, dtype=torch.long)
+        for i, ids in enumerate(id_lists):
+            src[i, : len(ids)] = torch.tensor(ids)
+        return src.to(self.device)
+
+    # ------------------------------------------------------------------ translation
+    @torch.inference_mode()
+    def translate(self, texts: list[str], beam: int | None = None, max_length: int | None = None,
+                  batch_size: int = 64, length_penalty: float | None = None) -> list[str]:
+        """Translate each text; an empty (or blank) text gives an empty translation. Order is kept."""
+        if isinstance(texts, str):
+            texts = [texts]
+        beam = beam or self.decode_defaults.get("beam", 4)
+        alpha = self.decode_defaults.get("length_penalty", 0.6) if length_penalty is None else length_penalty
+        ratio = self.decode_defaults.get("max_len_ratio", 1.5)
+        offset = self.decode_defaults.get("max_len_offset", 10)
+        results = [""] * len(texts)
+        todo = [(i, self.encode_source(t)) for i, t in enumerate(texts) if t.strip()]
+        todo.sort(key=lambda item: len(item[1]))  # similar lengths together: less padding
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start : start + batch_size]
+            src = self._src_tensor([ids for _, ids in chunk])
+            kwargs = dict(max_len=max_length, max_len_ratio=None if max_length else ratio, max_len_offset=offset)
+            if beam <= 1:
+                outputs = decode.greedy_search(self.model, src, **kwargs)
+            else:
+                outputs = decode.beam_search(self.model, src, beam_size=beam, length_penalty=alpha, **kwargs)
+            for (i, _), ids in zip(chunk, outputs):
+                results[i] = self.tgt_tokenizer.decode(ids)
+        return results
+
+    @torch.inference_mode()
+    def attention(self, text: str, beam: int = 1) -> dict[str, Any]:
+        """Translate ``text`` and return its tokens and every attention map of the teacher-forced pass.
+
+        Returns {"source_tokens", "target_tokens", "translation", "encoder", "decoder", "cross"}; each map
+        list is per layer, a nested list (H, Tq, Tk) of floats. Source tokens end with </s>; target tokens
+        start with <s> (the decoder input), so row t of a decoder map is the step that produced token t+1.
+        """
+        src_ids = self.encode_source(text)
+        translation = self.translate([text], beam=beam)[0]
+        tgt_ids = [BOS_ID] + self.tgt_tokenizer.encode(translation)
+        src = self._src_tensor([src_ids])
+        tgt = torch.tensor([tgt_ids], device=self.device)
+        _, maps = self.model(src, tgt, return_attention=True)
+        as_lists = {kind: [layer[0].float().cpu().tolist() for layer in layers] for kind, layers in maps.items()}
+        return {
+            "source_tokens": [self.src_tokenizer.id_to_token(i) for i in src_ids],
+            "target_tokens": [self.tgt_tokenizer.id_to_token(i) for i in tgt_ids],
+            "translation": translation,
+            **as_lists,
+        }
+
+
+def load(directory: str | Path, device: str | torch.device = "cpu", int8: bool = False) -> Translator:
+    """Load a trained translation model (model dir, checkpoint dir, or training run dir)."""
+    path = resolve_model_dir(directory)
+    ckpt.verify_checkpoint(path)
+    info = ckpt.read_config(path)
+    family = info.get("family", "translation")
+    if family != "translation":
+        raise ValueError(f"{path} holds a {family!r} model; rosetta.load() loads translation models")
+    config = ModelConfig.from_dict(info["model"])
+    model = Transformer(config)
+    ckpt.load_weights(path, model, "cpu")
+    src_tok, tgt_tok = load_tokenizers(path)
+    device = torch.device(device)
+    model = model.to(device)
+    if int8:
+        if device.type != "cpu":
+            raise ValueError("int8 dynamic quantization runs on the CPU only; drop --int8 or use device cpu")
+        model = quantize_int8(model)
+        model.config = config
+    return Translator(model, src_tok, tgt_tok, info, device)
