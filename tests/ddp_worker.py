@@ -4,8 +4,8 @@ import sys
 from pathlib import Path
 
 import torch
-
 from copy_task import CopyTask
+
 from rosetta.recipe import Recipe, TrainSection
 from rosetta.train import Trainer
 

@@ -6,12 +6,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from copy_task import CopyBatches, CopyTask  # noqa: E402  (tests/ is on sys.path)
 
 from rosetta import checkpoint as ckpt
 from rosetta.recipe import Recipe, TrainSection, load_recipe
 from rosetta.train import Trainer, label_smoothed_nll, learning_rate
-
-from copy_task import CopyBatches, CopyTask  # noqa: E402  (tests/ is on sys.path)
 
 
 def recipe(**train):
