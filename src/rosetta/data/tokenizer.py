@@ -1,0 +1,206 @@
+"""Subword tokenizer: a thin wrapper over a Hugging Face ``tokenizers.Tokenizer`` (BPE, or one token a character).
+
+Design (BPE)::
+
+    normalizer     NFKC (keeping full-width CJK punctuation ，！？：；（）～… as is), whitespace runs → " ", strip
+    pre-tokenizer  isolate every CJK character (Han, kana) → isolate punctuation/symbols →
+                   Metaspace: a space becomes "▁" glued to the next word ("I am" → "▁I", "▁am")
+    model          BPE learned on those pre-tokens, <unk> for characters never seen in training
+    decoder        Metaspace: concatenate, "▁" → " ", drop the space before the first token
+
+so ``decode(encode(s)) == normalize(s)`` exactly, for any text whose characters occurred in training (a
+character never seen becomes ``<unk>`` and ``decode`` drops it, with the other special tokens). ``tokens(s)``
+gives readable pieces ("▁student", "喜", "。") for attention plots. Text must not contain "▁" (U+2581)
+itself: it would come back as a space.
+
+Special tokens have fixed ids: ``<pad>`` 0, ``<s>`` 1, ``</s>`` 2, ``<unk>`` 3. ``encode`` adds none of them.
+
+The character tokenizer (``Tokenizer.train_chars``) has no normalizer: every character of the training text,
+newlines included, is one token, and decoding concatenates them (exact round trip for seen characters).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer as HFTokenizer
+
+PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
+SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]
+PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+FILE_NAME = "tokenizer.json"
+SRC_FILE_NAME, TGT_FILE_NAME = "tokenizer.src.json", "tokenizer.tgt.json"
+
+# NFKC would turn these into ASCII (，→ ,  ！→ !  …→ ...), which Chinese references do not use; they are
+# swapped for private-use characters around NFKC and put back.
+KEEP_FULLWIDTH = "，！？：；（）～…"
+_PRIVATE = [chr(0xE000 + i) for i in range(len(KEEP_FULLWIDTH))]
+CJK_PATTERN = r"[\p{Han}\p{Hiragana}\p{Katakana}]"
+PUNCT_PATTERN = r"[\p{P}\p{S}]"
+
+
+def _bpe_normalizer() -> normalizers.Normalizer:
+    protect = [normalizers.Replace(c, p) for c, p in zip(KEEP_FULLWIDTH, _PRIVATE)]
+    restore = [normalizers.Replace(p, c) for c, p in zip(KEEP_FULLWIDTH, _PRIVATE)]
+    return normalizers.Sequence([*protect, normalizers.NFKC(), *restore,
+                                 normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()])
+
+
+def _bpe_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
+    return pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(CJK_PATTERN), "isolated"),
+        pre_tokenizers.Split(Regex(PUNCT_PATTERN), "isolated"),
+        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first"),
+    ])
+
+
+def _check_specials(tk: HFTokenizer, where: str) -> None:
+    ids = [tk.token_to_id(t) for t in SPECIAL_TOKENS]
+    if ids != [PAD_ID, BOS_ID, EOS_ID, UNK_ID]:
+        raise ValueError(f"{where}: special tokens {SPECIAL_TOKENS} must have ids 0-3, found {ids}")
+
+
+class Tokenizer:
+    """Text ↔ token ids. Build with ``train``/``train_chars``, or ``load`` a saved ``tokenizer.json``."""
+
+    def __init__(self, hf: HFTokenizer):
+        _check_specials(hf, "tokenizer")
+        self.hf = hf
+
+    # ------------------------------------------------------------------------------------ building
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> Tokenizer:
+        """Learn a BPE vocabulary of at most ``vocab_size`` tokens (specials and every seen character
+        included) from ``texts``; merges need at least ``min_frequency`` occurrences."""
+        hf = HFTokenizer(models.BPE(unk_token=UNK))
+        hf.normalizer = _bpe_normalizer()
+        hf.pre_tokenizer = _bpe_pre_tokenizer()
+        hf.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                      special_tokens=SPECIAL_TOKENS, show_progress=False)
+        hf.train_from_iterator(texts, trainer)
+        return cls(hf)
+
+    @classmethod
+    def train_chars(cls, texts: Iterable[str]) -> Tokenizer:
+        """One token per character of ``texts`` (sorted by code point after the specials); no normalisation."""
+        chars = sorted(set(itertools.chain.from_iterable(texts)))
+        vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + [c for c in chars if c not in SPECIAL_TOKENS])}
+        hf = HFTokenizer(models.WordLevel(vocab, unk_token=UNK))
+        hf.add_special_tokens(SPECIAL_TOKENS)
+        hf.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), "isolated")
+        hf.decoder = decoders.Fuse()
+        return cls(hf)
+
+    # ------------------------------------------------------------------------------------ using
+    @property
+    def vocab_size(self) -> int:
+        return self.hf.get_vocab_size()
+
+    def normalize(self, text: str) -> str:
+        """The text as the tokenizer sees it (NFKC, collapsed whitespace): what ``decode(encode(text))`` gives."""
+        return self.hf.normalizer.normalize_str(text) if self.hf.normalizer else text
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``, without BOS/EOS."""
+        return self.hf.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [e.ids for e in self.hf.encode_batch(list(texts), add_special_tokens=False)]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of ``ids``; special tokens (pad, BOS, EOS, unk) are skipped, nothing stops early."""
+        return self.hf.decode(list(ids), skip_special_tokens=True)
+
+    def decode_batch(self, batch: Sequence[Sequence[int]]) -> list[str]:
+        return self.hf.decode_batch([list(ids) for ids in batch], skip_special_tokens=True)
+
+    def tokens(self, text: str) -> list[str]:
+        """The pieces of ``text`` as strings (e.g. ``['▁I', '▁am', '▁a', '▁student', '.']``)."""
+        return self.hf.encode(text, add_special_tokens=False).tokens
+
+    def id_to_token(self, i: int) -> str | None:
+        return self.hf.id_to_token(i)
+
+    def token_to_id(self, token: str) -> int | None:
+        return self.hf.token_to_id(token)
+
+    def to_str(self) -> str:
+        """The Hugging Face JSON serialisation (what ``save`` writes)."""
+        return self.hf.to_str()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Tokenizer) and self.to_str() == other.to_str()
+
+    __hash__ = None  # mutable wrapper: equality by content, not hashable
+
+    def __repr__(self) -> str:
+        return f"Tokenizer({type(self.hf.model).__name__}, vocab_size={self.vocab_size})"
+
+    # ------------------------------------------------------------------------------------ files
+    def save(self, path: str | Path) -> Path:
+        """Write the tokenizer as one Hugging Face ``tokenizer.json`` (a directory gets ``tokenizer.json``)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / FILE_NAME
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.hf.save(str(path))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Tokenizer:
+        """Read a ``tokenizer.json`` (or a directory holding one); a missing or corrupt file is a clear error."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / FILE_NAME
+        if not path.is_file():
+            raise FileNotFoundError(f"tokenizer file not found: {path}")
+        try:
+            hf = HFTokenizer.from_file(str(path))
+        except Exception as e:
+            raise ValueError(f"{path}: not a valid Hugging Face tokenizer.json ({e})") from e
+        _check_specials(hf, str(path))
+        return cls(hf)
+
+
+def train_tokenizers(src_texts: Sequence[str], tgt_texts: Sequence[str], vocab_size: int, joint: bool = True,
+                     min_frequency: int = 2) -> tuple[Tokenizer, Tokenizer]:
+    """(source, target) tokenizers: one shared vocabulary learned on both sides (``joint``, the same object
+    twice; needed to share embeddings) or one vocabulary of ``vocab_size`` per side."""
+    if joint:
+        tok = Tokenizer.train(itertools.chain(src_texts, tgt_texts), vocab_size, min_frequency)
+        return tok, tok
+    return (Tokenizer.train(src_texts, vocab_size, min_frequency),
+            Tokenizer.train(tgt_texts, vocab_size, min_frequency))
+
+
+def save_tokenizers(directory: str | Path, src: Tokenizer, tgt: Tokenizer) -> None:
+    """Write ``tokenizer.json`` if source and target share one tokenizer, else ``tokenizer.src.json`` and
+    ``tokenizer.tgt.json`` (files of the other layout are removed so ``load_tokenizers`` is unambiguous)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    joint = src is tgt or src == tgt
+    keep = [FILE_NAME] if joint else [SRC_FILE_NAME, TGT_FILE_NAME]
+    for name in (FILE_NAME, SRC_FILE_NAME, TGT_FILE_NAME):
+        if name not in keep:
+            (directory / name).unlink(missing_ok=True)
+    if joint:
+        src.save(directory / FILE_NAME)
+    else:
+        src.save(directory / SRC_FILE_NAME)
+        tgt.save(directory / TGT_FILE_NAME)
+
+
+def load_tokenizers(directory: str | Path) -> tuple[Tokenizer, Tokenizer]:
+    """(source, target) tokenizers saved by ``save_tokenizers`` (a joint one comes back as one object twice)."""
+    directory = Path(directory)
+    if (directory / FILE_NAME).is_file():
+        tok = Tokenizer.load(directory / FILE_NAME)
+        return tok, tok
+    if (directory / SRC_FILE_NAME).is_file() and (directory / TGT_FILE_NAME).is_file():
+        return Tokenizer.load(directory / SRC_FILE_NAME), Tokenizer.load(directory / TGT_FILE_NAME)
+    raise FileNotFoundError(f"no tokenizer in {directory}: expected {FILE_NAME}, or {SRC_FILE_NAME} and "
+                            f"{TGT_FILE_NAME}")
