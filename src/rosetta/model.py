@@ -75,13 +75,17 @@ class DecoderState:
             layer.reorder(index)
 
 
-def as_key_mask(mask: torch.Tensor | None, ids: torch.Tensor, pad_id: int) -> torch.Tensor:
-    """An explicit (B, S) or (B|1, 1, Tq|1, S) mask, or the padding mask derived from ``ids``."""
+def as_key_mask(
+    mask: torch.Tensor | None, ids: torch.Tensor, pad_id: int, n_heads: int | None = None
+) -> torch.Tensor:
+    """An explicit (B, S) or (B|1, H|1, Tq|1, S) mask, or the padding mask derived from ``ids``."""
     if mask is None:
         return padding_mask(ids, pad_id)
     if mask.dim() == 2:
         mask = mask[:, None, None, :]
-    check_mask(mask, ids.shape[0], mask.shape[1], mask.shape[2], ids.shape[1])
+    # Any other rank is rejected by check_mask with a ValueError (not an IndexError on mask.shape).
+    heads, tq = (mask.shape[1], mask.shape[2]) if mask.dim() == 4 else (1, 1)
+    check_mask(mask, ids.shape[0], n_heads or heads, tq, ids.shape[1])
     return mask
 
 
@@ -133,7 +137,7 @@ class Transformer(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """src (B, S) → memory (B, S, D), its key mask (B, 1, 1, S) and per-layer weights (B, H, S, S)."""
         self.src_embed.check_ids(src)
-        src_mask = as_key_mask(src_mask, src, self.config.pad_id)
+        src_mask = as_key_mask(src_mask, src, self.config.pad_id, self.config.n_heads)
         memory, attention = self.encoder(self.src_embed(src), src_mask, need_weights=need_weights)
         return memory, src_mask, [a["self"] for a in attention if "self" in a]
 
@@ -150,7 +154,7 @@ class Transformer(nn.Module):
         if tgt_mask is None:
             tgt_mask = causal_mask(tgt_in.shape[1], tgt_in.device) & padding_mask(tgt_in, self.config.pad_id)
         else:
-            check_mask(tgt_mask, tgt_in.shape[0], tgt_mask.shape[1], tgt_in.shape[1], tgt_in.shape[1])
+            check_mask(tgt_mask, tgt_in.shape[0], self.config.n_heads, tgt_in.shape[1], tgt_in.shape[1])
         x, attention = self.decoder(self.tgt_embed(tgt_in), tgt_mask, memory, memory_mask,
                                     need_weights=need_weights)
         return self.output(x), attention
