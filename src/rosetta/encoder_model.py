@@ -1,0 +1,124 @@
+"""Encoder-only model (BERT): the Transformer's encoder with a pooling or classification head on top.
+
+    ids (B, T) ─ Embeddings (token + position + token type, LayerNorm) ─ N × EncoderLayer ─ hidden (B, T, D)
+        hidden ─ mean over real tokens [─ L2 normalise] ─ sentence embedding (B, D)        (``embed``)
+        hidden ─ pooler tanh(W·h_[CLS]) or mean pooling ─ Linear ─ logits (B, num_labels)   (``classify``)
+
+Same blocks as the encoder–decoder (``rosetta.blocks``). Which ``ModelConfig`` fields it reads: the vocabulary
+is ``src_vocab_size`` (the encoder's side), the depth ``n_encoder_layers``, padding ``pad_id``; the decoder
+fields are ignored. ``bert_config`` gives BERT's layout.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rosetta.blocks import Embeddings
+from rosetta.config import ModelConfig
+from rosetta.model import Encoder, as_key_mask, init_weights
+
+# BERT's layout: Post-LN, learned positions, token types, LayerNorm on the embeddings, exact GELU, biases,
+# no √d scale, LayerNorm ε 1e-12, N(0, 0.02²) initialisation.
+BERT_LAYOUT: dict[str, Any] = dict(
+    positional="learned", norm="layernorm", norm_eps=1e-12, norm_first=False, activation="gelu", bias=True,
+    scale_embeddings=False, embedding_norm=True, type_vocab_size=2, init_std=0.02, n_decoder_layers=0,
+    max_len=512,
+)
+
+
+def bert_config(vocab_size: int, **overrides: Any) -> ModelConfig:
+    """A ``ModelConfig`` with BERT's layout and ``vocab_size`` tokens; sizes and any flag can be overridden,
+    e.g. ``bert_config(100, d_model=64, n_heads=4, d_ff=256, n_encoder_layers=2)``."""
+    return ModelConfig(**{**BERT_LAYOUT, "src_vocab_size": vocab_size, "tgt_vocab_size": vocab_size, **overrides})
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Average of hidden (B, T, D) over the positions where mask (B, T) is true → (B, D).
+
+    mean = Σ_t m_t h_t / Σ_t m_t (a row without real tokens gives zeros)."""
+    m = mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+
+
+class EncoderModel(nn.Module):
+    """Encoder-only Transformer: contextual vectors, sentence embeddings and sequence classification.
+
+    num_labels > 0 adds a classification head. pooler=True adds BERT's pooler, tanh(Linear(h_[CLS])), which
+    the head then reads (as BERT's ``BertForSequenceClassification``); without it the head reads the mean of
+    the real tokens, which trains well from scratch.
+
+    attention_mask (B, T), 1/True at real tokens, defaults to ``ids != config.pad_id``; right padding is then
+    invisible to the real tokens and to the pooling.
+    """
+
+    def __init__(self, config: ModelConfig, num_labels: int = 0, pooler: bool = False):
+        super().__init__()
+        self.config = config
+        self.num_labels = num_labels
+        self.embeddings = Embeddings(config.src_vocab_size, config)
+        self.encoder = Encoder(config)
+        self.pooler = nn.Linear(config.d_model, config.d_model) if pooler else None
+        self.head_dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.d_model, num_labels) if num_labels > 0 else None
+        init_weights(self, config)
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def real_tokens(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) boolean: True at real tokens — ``attention_mask`` as booleans, or ``ids != pad_id``."""
+        if attention_mask is None:
+            return ids != self.config.pad_id
+        if attention_mask.shape != ids.shape:
+            raise ValueError(f"attention_mask of shape {tuple(attention_mask.shape)} must match ids "
+                             f"{tuple(ids.shape)} (B, T): 1 at real tokens, 0 at padding")
+        return attention_mask.bool()
+
+    def forward(
+        self,
+        ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        return_attention: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """ids (B, T) → hidden states (B, T, D); with ``return_attention`` also per-layer weights (B, H, T, T).
+
+        token_type_ids (B, T): segment of each token (0 = first sentence, 1 = second), default all 0."""
+        self.embeddings.check_ids(ids)
+        key_mask = as_key_mask(self.real_tokens(ids, attention_mask), ids, self.config.pad_id)  # (B, 1, 1, T)
+        x = self.embeddings(ids, token_type_ids=token_type_ids)
+        hidden, attention = self.encoder(x, key_mask, need_weights=return_attention)
+        return (hidden, [a["self"] for a in attention]) if return_attention else hidden
+
+    def embed(
+        self,
+        ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        normalize: bool = False,
+    ) -> torch.Tensor:
+        """Sentence embeddings (B, D): mean of the hidden states over real tokens; ``normalize`` → unit L2 norm
+        (then the dot product of two embeddings is their cosine similarity, as in sentence-transformers)."""
+        hidden = self(ids, attention_mask, token_type_ids)
+        pooled = mean_pool(hidden, self.real_tokens(ids, attention_mask))
+        return F.normalize(pooled, p=2, dim=-1) if normalize else pooled
+
+    def classify(
+        self,
+        ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Class logits (B, num_labels): Linear(Dropout(pooler(h_[CLS]))) with a pooler, else of the mean."""
+        if self.classifier is None:
+            raise ValueError("this EncoderModel has no classification head; build it with num_labels > 0")
+        hidden = self(ids, attention_mask, token_type_ids)
+        if self.pooler is not None:
+            features = torch.tanh(self.pooler(hidden[:, 0]))  # the first token ([CLS])
+        else:
+            features = mean_pool(hidden, self.real_tokens(ids, attention_mask))
+        return self.classifier(self.head_dropout(features))
