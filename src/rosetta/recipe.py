@@ -61,14 +61,14 @@ class TrainSection:
     accum_steps: int = 1
     lr: float = 1e-3  # peak learning rate, reached at the end of warm-up
     warmup_steps: int = 4000
-    schedule: str = "inverse_sqrt"  # inverse_sqrt (the paper) | cosine | constant
+    schedule: str = "inverse_sqrt"  # inverse_sqrt (the paper) | cosine | linear | constant
     min_lr: float = 0.0
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-9
     label_smoothing: float = 0.1
     clip_norm: float = 1.0
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    precision: str = "auto"  # auto (bf16 where the hardware has it: CUDA, AVX-512 BF16/AMX CPUs) | fp32 | bf16
     device: str = "auto"
     compile: bool = False
     threads: int | None = None

@@ -22,4 +22,6 @@ def load_eval_pairs(corpus: str, split: str, info: dict[str, Any], data_dir: Pat
     """Evaluation pairs of a known corpus in the model's direction (its src_lang → tgt_lang)."""
     from rosetta.data import corpora
 
-    return corpora.load_parallel(corpus, split, data_dir, src_lang=info.get("src_lang"), tgt_lang=info.get("tgt_lang"))
+    # The same seed and clean-up as training, so a seeded split (Tatoeba) gives the same held-out pairs.
+    return corpora.load_parallel(corpus, split, data_dir, src_lang=info.get("src_lang"), tgt_lang=info.get("tgt_lang"),
+                                 seed=info.get("data_seed", 1), clean=info.get("clean"))

@@ -133,7 +133,8 @@ class TranslationTask:
     def model_config(self) -> dict[str, Any]:
         d = self.recipe.data
         return {"family": "translation", "model": self.config.to_dict(), "src_lang": d.src_lang,
-                "tgt_lang": d.tgt_lang, "corpus": d.corpus, "decode": asdict(self.recipe.decode)}
+                "tgt_lang": d.tgt_lang, "corpus": d.corpus, "data_seed": d.seed, "clean": d.clean,
+                "decode": asdict(self.recipe.decode)}
 
     def write_tokenizers(self, directory: Path) -> None:
         save_tokenizers(directory, self.src_tok, self.tgt_tok)
