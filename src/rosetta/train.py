@@ -202,6 +202,7 @@ class Trainer:
         self.bad_evals = 0
         self.elapsed = 0.0  # training seconds before this process (resume)
         self.budget_elapsed = 0.0  # seconds of the max_minutes budget spent, by rank 0's clock
+        self._t0 = time.time()  # reset by fit()
         self.progress = progress and self.is_main
         self.log = MetricsLog(self.out / "metrics.jsonl", self.is_main)
 
