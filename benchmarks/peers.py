@@ -338,8 +338,10 @@ def make_train_step(kind: str, model: nn.Module, device: torch.device, bf16: boo
     return step
 
 
-def training_systems(arch: Arch, device: torch.device) -> dict[str, tuple[str, nn.Module, bool]]:
-    """name → (kind, model, bf16). On CUDA every system runs under bf16 autocast."""
+def training_systems(arch: Arch, device: torch.device, cpu_bf16: bool = True
+                     ) -> dict[str, tuple[str, nn.Module, bool]]:
+    """name → (kind, model, bf16). On CUDA every system runs under bf16 autocast; on a CPU Rosetta also
+    runs under bf16 autocast when ``cpu_bf16`` (a CPU without AVX-512 BF16/AMX emulates it, ~30x slower)."""
     cuda = device.type == "cuda"
     systems = {
         "rosetta": ("rosetta", build_rosetta(arch), cuda),
@@ -347,7 +349,7 @@ def training_systems(arch: Arch, device: torch.device) -> dict[str, tuple[str, n
     }
     if available("transformers"):
         systems["hf-marian"] = ("hf-marian", build_marian(arch), cuda)
-    if not cuda:
+    if not cuda and cpu_bf16:
         systems["rosetta bf16"] = ("rosetta", build_rosetta(arch), True)
     return systems
 
@@ -541,9 +543,10 @@ def interleaved(cases: dict[str, Callable[[], Any]], repeats: int, warmup: int,
     return seconds, results
 
 
-def bench_training(arch: Arch, work: Workload, device: torch.device, log=print) -> dict[str, Stat]:
+def bench_training(arch: Arch, work: Workload, device: torch.device, log=print, cpu_bf16: bool = True
+                   ) -> dict[str, Stat]:
     batches = [b.to(device) for b in train_batches(arch, work)]
-    systems = training_systems(arch, device)
+    systems = training_systems(arch, device, cpu_bf16)
     log(f"training: {len(systems)} systems, batches of {[b.target_tokens for b in batches]} target tokens, "
         f"{work.train_repeats} rounds")
     cases, cursor = {}, {}
@@ -656,11 +659,11 @@ def memory_probe(probe: str, arch: Arch, work: Workload, device: torch.device, t
     return out
 
 
-def bench_memory(args: argparse.Namespace, tmp: Path, log=print) -> dict[str, dict[str, Any]]:
+def bench_memory(args: argparse.Namespace, tmp: Path, log=print, cpu_bf16: bool = True) -> dict[str, dict[str, Any]]:
     results = {}
     for probe in MEMORY_PROBES:
         system = MEMORY_PROBES[probe][1]
-        if args.device == "cuda" and probe.endswith(("bf16", "int8")):
+        if args.device == "cuda" and probe.endswith(("bf16", "int8")) or probe.endswith("bf16") and not cpu_bf16:
             continue
         if system.startswith("hf") and not available("transformers") or system.startswith("ct2") and not (
                 available("ctranslate2") and available("transformers")):
@@ -760,6 +763,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="write every measurement here")
     p.add_argument("--only", default="train,curve,decode,memory",
                    help="comma-separated parts to run: train,curve,decode,memory")
+    p.add_argument("--cpu-bf16", choices=["auto", "on", "off"], default="auto",
+                   help="bf16 autocast runs on the CPU (auto: only with AVX-512 BF16 / AMX, else it is emulated)")
     p.add_argument("--repeats", type=int, help="rounds per measurement (overrides the workload's)")
     p.add_argument("--memory", action="store_true", help="run the memory probes also with --quick")
     p.add_argument("--workload", dest="workload_name", default=None, help=argparse.SUPPRESS)
@@ -793,6 +798,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     def log(msg: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
+    from rosetta.train import cpu_has_native_bf16
+
+    cpu_bf16 = args.cpu_bf16 == "on" or (args.cpu_bf16 == "auto" and cpu_has_native_bf16())
+    if args.device == "cpu" and not cpu_bf16:
+        parts.discard("curve")
+        log("bf16 on the CPU skipped: this CPU has no AVX-512 BF16 / AMX (emulated bf16 is ~30x slower); "
+            "--cpu-bf16 on forces it")
+
     started = time.perf_counter()
     report: dict[str, Any] = {"environment": environment(args), "arch": asdict(arch), "workload": asdict(work)}
     log(f"{args.config} on {args.device}, {args.threads} threads, workload {args.workload_name}")
@@ -800,7 +813,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="rosetta-peers-") as tmp_name:
         tmp = Path(tmp_name)
         if "train" in parts:
-            stats = bench_training(arch, work, device, log)
+            stats = bench_training(arch, work, device, log, cpu_bf16)
             report["training_tokens_per_s"] = {name: s.as_dict() for name, s in stats.items()}
             tables.append("### Training: target tokens/s per optimizer step\n\n" + training_table(stats))
         if "curve" in parts:
@@ -825,7 +838,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             log("memory: one subprocess per system")
             if not any(tmp.glob("ct2-*")):  # the probes reuse converted models
                 decoding_systems(arch, work, device, args.threads, tmp, only={"ct2 float32", "ct2 int8"})
-            memory = bench_memory(args, tmp, log)
+            memory = bench_memory(args, tmp, log, cpu_bf16)
             report["memory"] = memory
             tables.append("### Peak memory (training step / beam search, fresh process each)\n\n"
                           + memory_table(memory))

@@ -57,7 +57,7 @@ def test_cache_free_baseline_emits_what_the_cached_search_emits(peers):
 
 def test_whole_run_on_a_mini_config(peers, tmp_path):
     out = tmp_path / "bench.json"
-    report = peers.main(["--config", "mini", "--only", "train,curve,decode", "--json", str(out)])
+    report = peers.main(["--config", "mini", "--only", "train,curve,decode", "--cpu-bf16", "on", "--json", str(out)])
     assert json.loads(out.read_text())["environment"]["torch"] == torch.__version__
     assert {"rosetta", "rosetta bf16", "torch.nn"} <= set(report["training_tokens_per_s"])
     assert all(s["median"] > 0 for s in report["training_tokens_per_s"].values())

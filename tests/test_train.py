@@ -109,3 +109,14 @@ def test_recipe_rejects_unknown_keys(tmp_path):
         load_recipe(None, ["max_steps"])
     assert load_recipe(None, ["train.max_steps=7", "model.d_model=32"]).model.overrides == {"d_model": 32}
     assert math.isclose(load_recipe(None, ["train.lr=5e-4"]).train.lr, 5e-4)
+
+
+def test_budgeted_schedules_reach_min_lr_when_the_time_is_up():
+    cfg = TrainSection(lr=2e-3, warmup_steps=10, max_steps=100_000, schedule="linear", max_minutes=15)
+    assert learning_rate(5, cfg, time_fraction=0.01) == pytest.approx(1e-3)  # warm-up ignores the clock
+    assert learning_rate(50, cfg, time_fraction=0.25) == pytest.approx(1.5e-3)
+    assert learning_rate(50, cfg, time_fraction=1.0) == 0.0
+    assert learning_rate(50, cfg, time_fraction=1.7) == 0.0  # past the budget: never negative
+    cosine = TrainSection(lr=2e-3, warmup_steps=10, max_steps=110, schedule="cosine", min_lr=1e-4)
+    assert learning_rate(60, cosine) == pytest.approx(1e-4 + 0.5 * 1.9e-3)  # half of the step budget
+    assert learning_rate(20, cosine, time_fraction=0.5) == pytest.approx(1e-4 + 0.5 * 1.9e-3)  # clock first
