@@ -114,11 +114,18 @@ class EncoderModel(nn.Module):
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Class logits (B, num_labels): Linear(Dropout(pooler(h_[CLS]))) with a pooler, else of the mean."""
+        hidden = self(ids, attention_mask, token_type_ids)
+        return self.head(hidden, self.real_tokens(ids, attention_mask))
+
+    def head(self, hidden: torch.Tensor, real_tokens: torch.Tensor) -> torch.Tensor:
+        """The classification head alone: hidden states (B, T, D) and real-token mask (B, T) → logits (B, L).
+
+        Split from ``classify`` so a training loop can run ``forward`` through a wrapper (DistributedDataParallel
+        syncs gradients only for calls that go through its own ``forward``) and apply the head after it."""
         if self.classifier is None:
             raise ValueError("this EncoderModel has no classification head; build it with num_labels > 0")
-        hidden = self(ids, attention_mask, token_type_ids)
         if self.pooler is not None:
             features = torch.tanh(self.pooler(hidden[:, 0]))  # the first token ([CLS])
         else:
-            features = mean_pool(hidden, self.real_tokens(ids, attention_mask))
+            features = mean_pool(hidden, real_tokens)
         return self.classifier(self.head_dropout(features))

@@ -144,6 +144,7 @@ class LanguageModel(nn.Module):
         top_p: float | None = None,
         generator: torch.Generator | None = None,
         stop_at_eos: bool = True,
+        suppress: Sequence[int] = (),
     ) -> Iterator[int]:
         """Sample a continuation of one prompt, yielding each new token id as soon as it is chosen (streaming).
 
@@ -152,6 +153,7 @@ class LanguageModel(nn.Module):
         restricted to the ``top_k`` most likely tokens and/or the smallest set of mass ≥ ``top_p``
         (``rosetta.decode.sample_next``). Same ``generator`` seed → same tokens.
         Stops after ``max_new_tokens`` tokens, or at ``config.eos_id`` (not yielded) if ``stop_at_eos``.
+        ``suppress``: token ids never produced (logit −∞), e.g. <pad> and <s> for a model trained on plain text.
 
         Context: the model sees at most ``config.max_len`` tokens. A longer prompt keeps its last max_len
         tokens (with a warning); once the sequence outgrows the context, each step re-reads the last max_len
@@ -180,6 +182,8 @@ class LanguageModel(nn.Module):
                 else:  # context full: slide the window, rebuild the cache from it
                     state = self.start_decoding(1)
                     logits = self.decode_step(torch.tensor([ids], device=device), state)[:, -1]
+            if suppress:
+                logits[:, list(suppress)] = -float("inf")
             token = int(decode.sample_next(logits, temperature, top_k, top_p, generator)[0])
             if stop_at_eos and token == self.config.eos_id:
                 return

