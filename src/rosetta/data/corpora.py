@@ -215,11 +215,8 @@ def locate(name: str, data_dir: str | Path | None = None, download: bool = False
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _temp_in(directory: Path, name: str) -> Path:
