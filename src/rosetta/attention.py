@@ -18,9 +18,11 @@ from torch import nn
 from rosetta.positional import RotaryEmbedding
 
 
-def causal_mask(size: int, device: torch.device | None = None) -> torch.Tensor:
-    """(1, 1, T, T) lower-triangular mask: position i may attend to positions 0 … i only."""
-    return torch.ones(size, size, dtype=torch.bool, device=device).tril().view(1, 1, size, size)
+def causal_mask(size: int, device: torch.device | None = None, offset: int = 0) -> torch.Tensor:
+    """(1, 1, T, offset + T) mask: new position i may attend to the ``offset`` cached positions and to the new
+    positions 0 … i only (offset 0: the plain lower-triangular (1, 1, T, T) mask)."""
+    mask = torch.ones(size, offset + size, dtype=torch.bool, device=device).tril(diagonal=offset)
+    return mask.view(1, 1, size, offset + size)
 
 
 def padding_mask(ids: torch.Tensor, pad_id: int) -> torch.Tensor:

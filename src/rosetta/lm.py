@@ -124,10 +124,8 @@ class LanguageModel(nn.Module):
         self.embed.check_ids(tokens)
         t = tokens.shape[1]
         x = self.embed(tokens, offset=state.offset)
-        self_mask = None
-        if t > 1:  # several new positions at once: each sees the cache and the new ones up to itself
-            self_mask = torch.ones(t, state.offset + t, dtype=torch.bool, device=tokens.device)
-            self_mask = self_mask.tril(diagonal=state.offset)[None, None]
+        # several new positions at once: each sees the cache and the new ones up to itself
+        self_mask = causal_mask(t, tokens.device, offset=state.offset) if t > 1 else None
         x, attention = self.decoder(x, self_mask, caches=state.layers, need_weights=need_weights)
         state.offset += t
         logits = self.output(x)

@@ -306,11 +306,11 @@ class Trainer:
     def train_step(self, micro_batches: list[Any]) -> dict[str, float]:
         """One optimizer step over ``accum_steps`` micro-batches: the loss is the sum over every target
         token of the global batch divided by their count, so accumulation and DDP change nothing."""
-        tokens = float(sum(self.task.count_tokens(b) for b in micro_batches))
+        local_tokens = float(sum(self.task.count_tokens(b) for b in micro_batches))
         # Rank 0's clock rides along with the token count, so every rank sees the same time budget (the
         # same learning rate, the same stopping step).
         clock = self.elapsed + time.time() - self._t0 if self.is_main else 0.0
-        counts = torch.tensor([tokens, clock], dtype=torch.float64)
+        counts = torch.tensor([local_tokens, clock], dtype=torch.float64)
         if self.world_size > 1:
             dist.all_reduce(counts)
         total_tokens = max(float(counts[0]), 1.0)
@@ -333,7 +333,6 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        local_tokens = sum(self.task.count_tokens(b) for b in micro_batches)
         return {"loss": loss_sum / max(local_tokens, 1), "nll": nll_sum / max(local_tokens, 1), "lr": lr,
                 "grad_norm": grad_norm, "tokens": total_tokens}
 
