@@ -5,8 +5,8 @@
 
 Issue 3's yardstick ("HF Marian of that size, trained 15 minutes on 2 cores") was measured on another machine
 and on its own held-out pairs. This script repeats it here, side by side with a Rosetta run of the same recipe:
-``MarianMTModel`` built from a config of the recipe's sizes (d_model, heads, d_ff, layers, vocabulary, dropout;
-Marian's own layout: post-LN, sinusoidal positions, shared embeddings × √d, tied output), trained by
+``MarianMTModel`` built from a config of the recipe's sizes (d_model, heads, d_ff, layers, vocabularies and
+their sharing, dropout; Marian's own layout: post-LN, sinusoidal positions, embeddings × √d, tied output), trained by
 ``rosetta.train.Trainer`` on the *same* token batches, tokenizer, label-smoothed loss, Adam, clipping and
 wall-clock budget, then decoded with ``transformers``' ``generate`` (greedy and beam) on the recipe's test split
 and scored by the same sacreBLEU call as ``rosetta evaluate``.
@@ -42,18 +42,16 @@ class MarianSeq2Seq(nn.Module):
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
-        if config.src_vocab_size != config.tgt_vocab_size:
-            raise ValueError("Marian here shares one vocabulary: use a recipe with tokenizer.joint = true")
         self.pad_id = config.pad_id
         self.marian = MarianMTModel(MarianConfig(
-            vocab_size=config.tgt_vocab_size, d_model=config.d_model, encoder_layers=config.n_encoder_layers,
+            vocab_size=config.src_vocab_size, decoder_vocab_size=config.tgt_vocab_size, d_model=config.d_model, encoder_layers=config.n_encoder_layers,
             decoder_layers=config.n_decoder_layers, encoder_attention_heads=config.n_heads,
             decoder_attention_heads=config.n_heads, encoder_ffn_dim=config.d_ff, decoder_ffn_dim=config.d_ff,
             activation_function="relu", scale_embedding=True, dropout=config.dropout,
             attention_dropout=config.attention_dropout, activation_dropout=config.activation_dropout,
             pad_token_id=config.pad_id, eos_token_id=config.eos_id, bos_token_id=config.bos_id,
             decoder_start_token_id=config.bos_id, forced_eos_token_id=None, max_position_embeddings=config.max_len,
-            share_encoder_decoder_embeddings=True, tie_word_embeddings=True))
+            share_encoder_decoder_embeddings=config.share_embeddings, tie_word_embeddings=config.tie_output))
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         return self.marian(input_ids=src, attention_mask=src.ne(self.pad_id), decoder_input_ids=tgt_in,
