@@ -44,7 +44,8 @@ class MarianSeq2Seq(nn.Module):
         hf_logging.set_verbosity_error()
         self.pad_id = config.pad_id
         self.marian = MarianMTModel(MarianConfig(
-            vocab_size=config.src_vocab_size, decoder_vocab_size=config.tgt_vocab_size, d_model=config.d_model, encoder_layers=config.n_encoder_layers,
+            vocab_size=config.src_vocab_size, decoder_vocab_size=config.tgt_vocab_size, d_model=config.d_model,
+            encoder_layers=config.n_encoder_layers,
             decoder_layers=config.n_decoder_layers, encoder_attention_heads=config.n_heads,
             decoder_attention_heads=config.n_heads, encoder_ffn_dim=config.d_ff, decoder_ffn_dim=config.d_ff,
             activation_function="relu", scale_embedding=True, dropout=config.dropout,

@@ -74,3 +74,24 @@ def test_memory_probe_reports_a_peak(peers, tmp_path):
     arch, work = peers.ARCHS["mini"], peers.WORKLOADS["mini"]
     out = peers.memory_probe("train rosetta", arch, work, torch.device("cpu"), 1, tmp_path)
     assert out["peak_rss_mb"] >= out["before_mb"] > 0
+
+
+def test_peer_recipe_marian_has_the_recipe_sizes_and_vocabularies():
+    """benchmarks/peer_recipe.py's Marian: the recipe's sizes, separate vocabularies, an output layer tied to the
+    target embeddings, and Rosetta's forward(src, tgt_in) → logits (B, T, V_tgt) interface."""
+    pytest.importorskip("transformers")
+    spec = importlib.util.spec_from_file_location("rosetta_bench_peer_recipe", PEERS.parent / "peer_recipe.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from rosetta import ModelConfig
+
+    config = ModelConfig(src_vocab_size=50, tgt_vocab_size=30, d_model=32, n_heads=2, d_ff=64, n_encoder_layers=1,
+                         n_decoder_layers=2, max_len=40, share_embeddings=False, tie_output=True, norm_first=False)
+    marian = module.MarianSeq2Seq(config)
+    src = torch.randint(4, 50, (3, 7))
+    tgt_in = torch.randint(4, 30, (3, 5))
+    assert marian(src, tgt_in).shape == (3, 5, 30)
+    hf = marian.marian.config
+    sizes = (hf.d_model, hf.encoder_layers, hf.decoder_layers, hf.vocab_size, hf.decoder_vocab_size)
+    assert sizes == (32, 1, 2, 50, 30)
+    assert marian.marian.lm_head.weight.data_ptr() == marian.marian.model.decoder.embed_tokens.weight.data_ptr()
