@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from rosetta.config import ModelConfig
+from rosetta.data.batching import pad
 from rosetta.metrics import score
 from rosetta.recipe import load_recipe
 from rosetta.tasks.translation import TranslationTask, load_pairs
@@ -80,12 +81,8 @@ def translate(task: TranslationTask, model: MarianSeq2Seq, sources: list[str], b
     out: list[str] = []
     ids = [s + [task.config.eos_id] for s in task.src_tok.encode_batch(sources)]
     for start in range(0, len(ids), batch_size):
-        chunk = ids[start : start + batch_size]
-        width = max(len(s) for s in chunk)
-        src = torch.full((len(chunk), width), task.config.pad_id, dtype=torch.long)
-        for i, s in enumerate(chunk):
-            src[i, : len(s)] = torch.tensor(s)
-        max_new = min(int(dec.max_len_ratio * width) + dec.max_len_offset, task.config.max_len - 1)
+        src = pad(ids[start : start + batch_size], task.config.pad_id)
+        max_new = min(int(dec.max_len_ratio * src.shape[1]) + dec.max_len_offset, task.config.max_len - 1)
         gen = model.marian.generate(input_ids=src, attention_mask=src.ne(task.config.pad_id), num_beams=beam,
                                     do_sample=False, max_new_tokens=max_new, length_penalty=dec.length_penalty,
                                     early_stopping=True)

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_translator import serve_in_thread, tiny_model_dir
+from tiny_translator import serve_in_thread
 
-import rosetta
 from rosetta.server import Settings, create_app
 
 pytestmark = pytest.mark.browser
@@ -24,12 +23,6 @@ if not Path(CHROMIUM).exists():
 from playwright import sync_api  # noqa: E402 — a test dependency (pip install -e '.[test]'); only the browser may be absent
 
 TEXT = "I like to read books."
-
-
-@pytest.fixture(scope="module")
-def translator():
-    torch.set_num_threads(1)
-    return rosetta.load(tiny_model_dir())
 
 
 @pytest.fixture(scope="module")

@@ -10,23 +10,15 @@ import warnings
 import matplotlib
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from tiny_translator import tiny_model_dir
 from typer.testing import CliRunner
 
-import rosetta
 from rosetta import plots
 from rosetta.cli import app as cli_app
 from rosetta.fonts import find_cjk_font, use_cjk_font
 
 CJK = "我是学生"
-
-
-@pytest.fixture(scope="module")
-def translator():
-    torch.set_num_threads(1)
-    return rosetta.load(tiny_model_dir())
 
 
 @pytest.fixture(scope="module")

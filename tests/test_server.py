@@ -13,7 +13,6 @@ import pytest
 import torch
 from tiny_translator import SENTENCES, serve_in_thread, tiny_model_dir
 
-import rosetta
 from rosetta.server import Settings, create_app
 from rosetta.server.batcher import Batcher
 
@@ -25,11 +24,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def translator(one_thread):
-    return rosetta.load(tiny_model_dir())
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import torch
 from rosetta import checkpoint as ckpt
 from rosetta import decode
 from rosetta.config import ModelConfig
+from rosetta.data.batching import pad
 from rosetta.data.tokenizer import BOS_ID, EOS_ID, load_tokenizers
 from rosetta.model import Transformer
 from rosetta.train import FINAL_DIR
@@ -66,11 +67,7 @@ class Translator:
         return ids + [EOS_ID]
 
     def _src_tensor(self, id_lists: list[list[int]]) -> torch.Tensor:
-        width = max(len(ids) for ids in id_lists)
-        src = torch.full((len(id_lists), width), self.config.pad_id, dtype=torch.long)
-        for i, ids in enumerate(id_lists):
-            src[i, : len(ids)] = torch.tensor(ids)
-        return src.to(self.device)
+        return pad(id_lists, self.config.pad_id).to(self.device)
 
     # ------------------------------------------------------------------ translation
     @torch.inference_mode()

@@ -118,11 +118,7 @@ class TranslationTask:
             hyps = []
             dec = self.recipe.decode
             for start in range(0, len(sources), 100):
-                chunk = sources[start : start + 100]
-                width = max(len(s) for s in chunk)
-                src = torch.full((len(chunk), width), PAD_ID, dtype=torch.long)
-                for i, s in enumerate(chunk):
-                    src[i, : len(s)] = torch.tensor(s)
+                src = batching.pad(sources[start : start + 100], PAD_ID)
                 out = decode.greedy_search(model, src.to(self.device), max_len_ratio=dec.max_len_ratio,
                                            max_len_offset=dec.max_len_offset)
                 hyps.extend(self.tgt_tok.decode(ids) for ids in out)
