@@ -26,12 +26,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rosetta.config import ModelConfig
 from rosetta.data.batching import pad
-from rosetta.metrics import score
-from rosetta.recipe import load_recipe
+from rosetta.nn.config import ModelConfig
+from rosetta.tasks.metrics import score
 from rosetta.tasks.translation import TranslationTask, load_pairs
 from rosetta.train import Trainer
+from rosetta.train.recipe import load_recipe
 
 
 class MarianSeq2Seq(nn.Module):

@@ -195,7 +195,7 @@ class TorchSeq2Seq(nn.Module):
 
     def __init__(self, arch: Arch):
         super().__init__()
-        from rosetta.positional import sinusoidal_encoding
+        from rosetta.nn.positional import sinusoidal_encoding
 
         self.scale = math.sqrt(arch.d_model)
         self.embed = nn.Embedding(arch.vocab, arch.d_model)

@@ -6,8 +6,8 @@ from pathlib import Path
 import torch
 from copy_task import CopyTask
 
-from rosetta.recipe import Recipe, TrainSection
 from rosetta.train import Trainer
+from rosetta.train.recipe import Recipe, TrainSection
 
 out, accum, max_steps = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 torch.set_num_threads(1)

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rosetta.attention import KVCache, MultiHeadAttention, causal_mask, padding_mask, scaled_dot_product_attention
+from rosetta.nn.attention import KVCache, MultiHeadAttention, causal_mask, padding_mask, scaled_dot_product_attention
 
 FAST = settings(max_examples=25, deadline=None)
 

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rosetta import ModelConfig
-from rosetta.attention import causal_mask
-from rosetta.blocks import DecoderLayer, Embeddings, EncoderLayer, FeedForward, RMSNorm, make_norm
-from rosetta.positional import sinusoidal_encoding
+from rosetta.nn.attention import causal_mask
+from rosetta.nn.blocks import DecoderLayer, Embeddings, EncoderLayer, FeedForward, RMSNorm, make_norm
+from rosetta.nn.positional import sinusoidal_encoding
 
 FAST = settings(max_examples=20, deadline=None)
 

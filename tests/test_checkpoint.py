@@ -66,7 +66,7 @@ def test_interrupted_save_leaves_last_good_checkpoint(tmp_path):
     def explode(*args, **kwargs):
         raise KeyboardInterrupt("killed mid-save")
 
-    with mock.patch.object(ckpt, "_sha256", side_effect=explode), pytest.raises(KeyboardInterrupt):
+    with mock.patch.object(ckpt.files, "sha256_file", side_effect=explode), pytest.raises(KeyboardInterrupt):
         save(tmp_path / "c", tiny_model(1))
     assert (tmp_path / "c" / "model.safetensors").read_bytes() == good
     ckpt.verify_checkpoint(tmp_path / "c")

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rosetta import ModelConfig, Transformer
-from rosetta.config import ACTIVATIONS, NORMS, POSITIONALS, PRESETS
+from rosetta.nn.config import ACTIVATIONS, NORMS, POSITIONALS, PRESETS
 
 
 @settings(max_examples=20, deadline=None)

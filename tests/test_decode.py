@@ -286,7 +286,7 @@ def test_output_limits():
     assert output_limits(src, PAD, max_len=7).tolist() == [7, 7, 7]
     assert output_limits(src, PAD, max_len_ratio=1.5, max_len_offset=2).tolist() == [8, 17, 3]
     assert output_limits(src, PAD, max_len=9, max_len_ratio=1.5, max_len_offset=2).tolist() == [8, 9, 3]
-    assert output_limits(src, PAD).tolist() == [int(n * decode.DEFAULT_MAX_LEN_RATIO) + 10 for n in (4, 10, 1)]
+    assert output_limits(src, PAD).tolist() == [int(n * decode.DEFAULTS.max_len_ratio) + 10 for n in (4, 10, 1)]
     assert output_limits(src, PAD, max_len=50, cap=12).tolist() == [12, 12, 12]
     with pytest.raises(ValueError):
         output_limits(src, PAD, max_len=0)

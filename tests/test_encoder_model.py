@@ -4,7 +4,7 @@ pooled embeddings, masks and token types behave, and errors are clear."""
 import pytest
 import torch
 
-from rosetta.encoder_model import EncoderModel, bert_config, mean_pool
+from rosetta.models.encoder import EncoderModel, bert_config, mean_pool
 
 V, PAD = 12, 0
 

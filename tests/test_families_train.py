@@ -16,11 +16,11 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from rosetta.cli import app
-from rosetta.embedding_space import Vocabulary, nearest, pca_2d
-from rosetta.families import load_any
-from rosetta.recipe import load_recipe
+from rosetta.decode.loading import load_any
 from rosetta.tasks import build_task
 from rosetta.tasks.language_model import LanguageModelTask, RandomWindows
+from rosetta.train.recipe import load_recipe
+from rosetta.view.embeddings import Vocabulary, nearest, pca_2d
 
 runner = CliRunner()
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -239,7 +239,7 @@ def test_classification_recipe_learns_a_separable_task(encoder_run):
 
 
 def test_classifier_from_pretrained_minilm_starts_from_its_weights(tmp_path):
-    from rosetta.pretrained import load_pretrained, minilm_path
+    from rosetta.models.pretrained import load_pretrained, minilm_path
 
     reference = load_pretrained(minilm_path()).state_dict()
     model = 'pretrained = "all-MiniLM-L6-v2"'
@@ -343,8 +343,8 @@ def test_plot_embeddings_writes_a_png(lm_run, tmp_path):
 
 
 def test_cjk_labels_are_drawn_with_a_cjk_font(tmp_path, recwarn):
-    from rosetta.embedding_space import plot_embeddings
-    from rosetta.fonts import find_cjk_font
+    from rosetta.view.embeddings import plot_embeddings
+    from rosetta.view.fonts import find_cjk_font
 
     if find_cjk_font() is None:
         pytest.skip("no CJK font installed")

@@ -7,8 +7,8 @@ import warnings
 import pytest
 import torch
 
-from rosetta.decode import sample_next
-from rosetta.lm import LanguageModel, gpt_config
+from rosetta.decode import generate, sample_next
+from rosetta.models.lm import LanguageModel, gpt_config
 
 V, PAD, BOS, EOS, MAX_LEN = 29, 0, 1, 2, 24
 
@@ -80,7 +80,7 @@ def test_cached_generation_equals_uncached(variant, sampling):
     """40 new tokens after a 10-token prompt, context 24: the sliding window is exercised too."""
     model, prompt = MODELS[variant], random_ids(1, 10, seed=4)[0].tolist()
     temperature, top_k, top_p = sampling
-    cached = list(model.generate(prompt, 40, temperature, top_k, top_p, torch.Generator().manual_seed(7),
+    cached = list(generate(model, prompt, 40, temperature, top_k, top_p, torch.Generator().manual_seed(7),
                                  stop_at_eos=False))
     assert cached == uncached_generate(model, prompt, 40, temperature, top_k, top_p, seed=7)
 
@@ -102,10 +102,10 @@ def test_tiny_lm_memorises_a_text_and_regenerates_it(variant):
         if loss.item() < 0.01:
             break
     model.eval()
-    out = list(model.generate([], len(TEXT) + 20, temperature=0.0))  # empty prompt → BOS; stops at EOS
+    out = list(generate(model, [], len(TEXT) + 20, temperature=0.0))  # empty prompt → BOS; stops at EOS
     assert "".join(CHARS[i - 3] for i in out) == TEXT, f"loss {loss.item():.3f}"
     prompt = ids[0, :10].tolist()  # from the middle, as a tensor or a list
-    assert list(model.generate(torch.tensor(prompt), 100, temperature=0.0)) == ids[0, 10:-1].tolist()
+    assert list(generate(model, torch.tensor(prompt), 100, temperature=0.0)) == ids[0, 10:-1].tolist()
 
 
 @variants
@@ -113,7 +113,7 @@ def test_same_seed_same_text(variant):
     model = MODELS[variant]
 
     def sample(seed):
-        return list(model.generate([5, 6], 20, temperature=1.0, generator=torch.Generator().manual_seed(seed),
+        return list(generate(model, [5, 6], 20, temperature=1.0, generator=torch.Generator().manual_seed(seed),
                                    stop_at_eos=False))
 
     assert sample(123) == sample(123)
@@ -124,7 +124,7 @@ def test_temperature_zero_or_below_is_greedy():
     model = MODELS["learned"]
     greedy = uncached_generate(model, [5, 6, 7], 12, 0.0, None, None, seed=0)
     for temperature, seed in ((0.0, 1), (-1.0, 2), (0.0, 3)):
-        out = model.generate([5, 6, 7], 12, temperature=temperature, top_k=3,
+        out = generate(model, [5, 6, 7], 12, temperature=temperature, top_k=3,
                              generator=torch.Generator().manual_seed(seed), stop_at_eos=False)
         assert list(out) == greedy
     with torch.no_grad():  # greedy = argmax of the logits
@@ -133,31 +133,31 @@ def test_temperature_zero_or_below_is_greedy():
 
 def test_empty_prompt_starts_from_bos():
     model = MODELS["rope"]
-    from_bos = list(model.generate([BOS], 10, temperature=0.0, stop_at_eos=False))
-    assert list(model.generate([], 10, temperature=0.0, stop_at_eos=False)) == from_bos
-    assert list(model.generate(torch.tensor([], dtype=torch.long), 10, temperature=0.0, stop_at_eos=False)) == from_bos
+    from_bos = list(generate(model, [BOS], 10, temperature=0.0, stop_at_eos=False))
+    assert list(generate(model, [], 10, temperature=0.0, stop_at_eos=False)) == from_bos
+    assert list(generate(model, torch.tensor([], dtype=torch.long), 10, temperature=0.0, stop_at_eos=False)) == from_bos
 
 
 def test_long_prompt_keeps_the_last_tokens_with_a_warning():
     model = MODELS["learned"]
     prompt = random_ids(1, MAX_LEN + 9, seed=5)[0].tolist()
     with pytest.warns(UserWarning, match=f"keeping the last {MAX_LEN} tokens"):
-        out = list(model.generate(prompt, 5, temperature=0.0, stop_at_eos=False))
+        out = list(generate(model, prompt, 5, temperature=0.0, stop_at_eos=False))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert list(model.generate(prompt[-MAX_LEN:], 5, temperature=0.0, stop_at_eos=False)) == out
+        assert list(generate(model, prompt[-MAX_LEN:], 5, temperature=0.0, stop_at_eos=False)) == out
 
 
 def test_generate_streams_and_checks_its_input():
     model = MODELS["learned"]
-    stream = model.generate([5], 1000, temperature=0.0, stop_at_eos=False)
+    stream = generate(model, [5], 1000, temperature=0.0, stop_at_eos=False)
     assert isinstance(next(stream), int)  # the first token arrives before the rest is computed
     stream.close()
-    assert list(model.generate([5], 0)) == []
+    assert list(generate(model, [5], 0)) == []
     with pytest.raises(ValueError, match="one prompt"):
-        list(model.generate(torch.tensor([[5, 6]]), 3))
+        list(generate(model, torch.tensor([[5, 6]]), 3))
     with pytest.raises(ValueError, match="out of the vocabulary"):
-        list(model.generate([V + 1], 3))
+        list(generate(model, [V + 1], 3))
 
 
 def test_loss_ignores_padding_and_attention_maps():

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rosetta import ModelConfig, Transformer
-from rosetta.attention import causal_mask
+from rosetta.nn.attention import causal_mask
 
 V = 23
 FAST = settings(max_examples=20, deadline=None)

@@ -14,9 +14,9 @@ from PIL import Image
 from tiny_translator import tiny_model_dir
 from typer.testing import CliRunner
 
-from rosetta import plots
 from rosetta.cli import app as cli_app
-from rosetta.fonts import find_cjk_font, use_cjk_font
+from rosetta.view import plots
+from rosetta.view.fonts import find_cjk_font, use_cjk_font
 
 CJK = "我是学生"
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rosetta.encoder_model import EncoderModel
-from rosetta.pretrained import (
+from rosetta.models.encoder import EncoderModel
+from rosetta.models.pretrained import (
     PretrainedError,
     encode_sentences,
     load_pretrained,

@@ -10,7 +10,8 @@ here: GPT-2's ``Conv1D`` stores its weight as (in, out), the transpose of ``nn.L
 import pytest
 import torch
 
-from rosetta.lm import LanguageModel, gpt_config
+from rosetta.decode import generate
+from rosetta.models.lm import LanguageModel, gpt_config
 
 transformers = pytest.importorskip("transformers")
 
@@ -86,7 +87,7 @@ def test_incremental_decoding_matches_gpt2():
 
 def test_greedy_generation_matches_gpt2_argmax():
     prompt = [3, 14, 15, 9, 26]
-    ours = list(MODEL.generate(prompt, 10, temperature=0.0, stop_at_eos=False))
+    ours = list(generate(MODEL, prompt, 10, temperature=0.0, stop_at_eos=False))
     ids = torch.tensor([prompt])
     with torch.no_grad():
         for _ in range(10):

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from rosetta import ModelConfig, Transformer
-from rosetta.positional import sinusoidal_encoding
+from rosetta.nn.positional import sinusoidal_encoding
 
 transformers = pytest.importorskip("transformers")
 

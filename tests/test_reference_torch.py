@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from rosetta import ModelConfig, Transformer
-from rosetta.model import padding_mask
+from rosetta.models.transformer import padding_mask
 
 V, D, H, FF = 29, 16, 4, 40
 PAD = 0

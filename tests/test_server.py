@@ -192,7 +192,7 @@ class Flaky:
     def __init__(self, translator):
         self.inner = translator
         self.config, self.model = translator.config, translator.model
-        self.src_lang, self.tgt_lang, self.decode_defaults = "en", "zh", translator.decode_defaults
+        self.src_lang, self.tgt_lang, self.decode_options = "en", "zh", translator.decode_options
 
     def translate(self, texts, **kwargs):
         if "boom" in texts:

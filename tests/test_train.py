@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from copy_task import CopyBatches, CopyTask  # noqa: E402  (tests/ is on sys.path)
 
 from rosetta import checkpoint as ckpt
-from rosetta.recipe import Recipe, TrainSection, load_recipe
 from rosetta.train import Trainer, label_smoothed_nll, learning_rate
+from rosetta.train.recipe import Recipe, TrainSection, load_recipe
 
 
 def recipe(**train):

@@ -60,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import rosetta
-    from rosetta import plots
+    from rosetta.view import plots
 
     translator = rosetta.load(args.model)
     result = translator.attention(args.text)

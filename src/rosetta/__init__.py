@@ -2,15 +2,32 @@
 
     >>> import rosetta
     >>> model = rosetta.Transformer(rosetta.ModelConfig.preset("tiny", src_vocab_size=100, tgt_vocab_size=100))
+
+The code is laid out by part, imports pointing one way (docs/concepts.md maps each concept to its file):
+
+    nn/          the pieces: attention, positional encodings, blocks, the layer stack, ModelConfig
+    models/      arrangements of the pieces: Transformer, LanguageModel (GPT), EncoderModel (BERT), pretrained
+    data/        corpora, clean-up, tokenizers, batching (stands alone)
+    checkpoint/  atomic checkpoint directories and the run-folder layout (stands alone)
+    train/       the Trainer, losses, schedules, precision, recipes
+    tasks/       translation, language model, classification: recipe → model, batches, loss, evaluation
+    decode/      greedy, beam, sampling; Translator and load()
+    view/        plots, fonts, embedding space
+    server/      the HTTP server and the attention explorer page
+    cli/         the ``rosetta`` command
+
+The names below, and ``rosetta.attention``, ``rosetta.positional`` and ``rosetta.decode``, are the public API.
 """
 
-from rosetta.attention import MultiHeadAttention, scaled_dot_product_attention
-from rosetta.config import ModelConfig
-from rosetta.encoder_model import EncoderModel, bert_config
-from rosetta.lm import LanguageModel, gpt_config
-from rosetta.model import Transformer
-from rosetta.pretrained import load_pretrained
-from rosetta.translate import Translator, load
+from rosetta import decode
+from rosetta.decode.translator import Translator, load
+from rosetta.models.encoder import EncoderModel, bert_config
+from rosetta.models.lm import LanguageModel, gpt_config
+from rosetta.models.pretrained import load_pretrained
+from rosetta.models.transformer import Transformer
+from rosetta.nn import attention, positional
+from rosetta.nn.attention import MultiHeadAttention, scaled_dot_product_attention
+from rosetta.nn.config import ModelConfig
 
 __all__ = [
     "EncoderModel",
@@ -19,10 +36,13 @@ __all__ = [
     "MultiHeadAttention",
     "Transformer",
     "Translator",
+    "attention",
     "bert_config",
+    "decode",
     "gpt_config",
     "load",
     "load_pretrained",
+    "positional",
     "scaled_dot_product_attention",
 ]
 __version__ = "0.1.0"

@@ -14,7 +14,6 @@ characters (first 90% train, last 10% valid, as nanoGPT). SST-2 uses GLUE train/
 from __future__ import annotations
 
 import gzip
-import hashlib
 import html
 import os
 import random
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rosetta.data.clean import apply_cleaning, check_steps, clean_pairs
+from rosetta.io import sha256_file
 
 ENV_VAR = "ROSETTA_DATA"
 DEFAULT_DATA_DIR = Path("~/.cache/rosetta/data")
@@ -214,11 +214,6 @@ def locate(name: str, data_dir: str | Path | None = None, download: bool = False
     raise FileNotFoundError("\n".join(lines))
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def _temp_in(directory: Path, name: str) -> Path:
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".part")
     os.close(fd)
@@ -279,7 +274,7 @@ def _verify_and_rename(tmp: Path, dest: Path, f: CorpusFile) -> None:
     try:
         if f.sha256 is None:
             warnings.warn(f"{dest}: no sha256 registered for {f.url}; downloaded file not verified", stacklevel=3)
-        elif (actual := _sha256(tmp)) != f.sha256.lower():
+        elif (actual := sha256_file(tmp)) != f.sha256.lower():
             raise ChecksumError(f"{f.path} (from {f.url}): sha256 mismatch: expected {f.sha256}, actual {actual}; "
                                 "the file was not saved")
         os.replace(tmp, dest)

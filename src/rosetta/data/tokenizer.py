@@ -13,7 +13,8 @@ character never seen becomes ``<unk>`` and ``decode`` drops it, with the other s
 gives readable pieces ("▁student", "喜", "。") for attention plots. Text must not contain "▁" (U+2581)
 itself: it would come back as a space.
 
-Special tokens have fixed ids: ``<pad>`` 0, ``<s>`` 1, ``</s>`` 2, ``<unk>`` 3. ``encode`` adds none of them.
+Special tokens have fixed ids (``rosetta.special_tokens``): ``<pad>`` 0, ``<s>`` 1, ``</s>`` 2, ``<unk>`` 3.
+``encode`` adds none of them.
 
 The character tokenizer (``Tokenizer.train_chars``) has no normalizer: every character of the training text,
 newlines included, is one token, and decoding concatenates them (exact round trip for seen characters).
@@ -32,9 +33,8 @@ from pathlib import Path
 from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
 from tokenizers import Tokenizer as HFTokenizer
 
-PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
-SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]
-PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+from rosetta.special_tokens import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK, UNK_ID
+
 FILE_NAME = "tokenizer.json"
 SRC_FILE_NAME, TGT_FILE_NAME = "tokenizer.src.json", "tokenizer.tgt.json"
 
@@ -221,3 +221,16 @@ def load_tokenizers(directory: str | Path) -> tuple[Tokenizer, Tokenizer]:
         return Tokenizer.load(directory / SRC_FILE_NAME), Tokenizer.load(directory / TGT_FILE_NAME)
     raise FileNotFoundError(f"no tokenizer in {directory}: expected {FILE_NAME}, or {SRC_FILE_NAME} and "
                             f"{TGT_FILE_NAME}")
+
+
+def encode_texts(tokenizer, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
+    """Encoder input ids of each text, unpadded: [CLS] … [SEP] for a Hugging Face tokenizer (its own
+    post-processor and truncation), <s> … </s> for a Rosetta tokenizer; at most ``max_length`` ids."""
+    if isinstance(tokenizer, Tokenizer):
+        body = max_length - 2 if max_length else None
+        return [[BOS_ID, *ids[:body], EOS_ID] for ids in tokenizer.encode_batch(list(texts))]
+    out = []
+    for encoding in tokenizer.encode_batch(list(texts)):
+        ids = encoding.ids[: sum(encoding.attention_mask)]  # drop the padding the tokenizer may add
+        out.append(ids[:max_length] if max_length else ids)
+    return out

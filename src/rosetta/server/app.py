@@ -100,7 +100,7 @@ def count_parameters(config) -> int:
     meta device, because an int8-quantized model's packed weights are not nn.Parameters."""
     import torch
 
-    from rosetta.model import Transformer
+    from rosetta.models.transformer import Transformer
 
     with torch.device("meta"):
         return Transformer(config).num_parameters()
@@ -170,7 +170,7 @@ def create_app(translator, settings: Settings | None = None) -> FastAPI:
         "src_lang": translator.src_lang,
         "tgt_lang": translator.tgt_lang,
         "parameters": count_parameters(translator.config),
-        "decode": translator.decode_defaults,
+        "decode": asdict(translator.decode_options),
         "limits": asdict(settings),
     }
 

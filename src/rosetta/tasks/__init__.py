@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rosetta.recipe import Recipe
+from rosetta.train.recipe import Recipe
 
 
 def build_task(recipe: Recipe, data_dir: Path | None = None, run_dir: Path | None = None, resume: bool = False):
@@ -30,7 +30,7 @@ def preset_sizes(preset: str, depth: str) -> dict[str, Any]:
     """Sizes of a ``ModelConfig`` preset for a model with one stack of layers: d_model, n_heads, d_ff, dropout,
     and the preset's encoder depth under the name ``depth`` (n_decoder_layers for an LM, n_encoder_layers for
     an encoder). Recipe values given in [model] override these."""
-    from rosetta.config import PRESETS
+    from rosetta.nn.config import PRESETS
 
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")

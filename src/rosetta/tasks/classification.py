@@ -23,11 +23,11 @@ from torch import nn
 
 from rosetta.data import corpora
 from rosetta.data.batching import BatchStream, ClassificationBatch, collate_classification, make_batches
-from rosetta.data.tokenizer import Tokenizer
-from rosetta.encoder_model import EncoderModel, bert_config
-from rosetta.families import encode_texts, resolve_pretrained
-from rosetta.recipe import Recipe
+from rosetta.data.tokenizer import Tokenizer, encode_texts
+from rosetta.models.encoder import EncoderModel, bert_config
+from rosetta.models.pretrained import load_pretrained, load_tokenizer, resolve_pretrained
 from rosetta.tasks import preset_sizes
+from rosetta.train.recipe import Recipe
 
 TOKENIZER_DIR = "tokenizer"
 EVAL_BATCH = 128
@@ -91,8 +91,6 @@ class ClassificationTask:
     def _from_pretrained(self, load_weights: bool) -> EncoderModel:
         """The pretrained encoder's architecture (and weights) with a fresh head reading the mean of the tokens
         (all-MiniLM-L6-v2 was trained with mean pooling; BERT's [CLS] pooler is not used)."""
-        from rosetta.pretrained import load_pretrained, load_tokenizer
-
         self.tokenizer = load_tokenizer(self.pretrained, max_length=self.recipe.data.max_length)
         base = load_pretrained(self.pretrained)
         config = base.config.replace(**self.recipe.model.overrides)  # e.g. dropout

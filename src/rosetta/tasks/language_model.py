@@ -25,10 +25,10 @@ from torch import nn
 from rosetta.data import corpora
 from rosetta.data.batching import BatchStream, LMBatch, chunk_tokens, collate_lm
 from rosetta.data.tokenizer import Tokenizer
-from rosetta.lm import LanguageModel, gpt_config
-from rosetta.recipe import Recipe
+from rosetta.models.lm import LanguageModel, gpt_config
 from rosetta.tasks import preset_sizes
 from rosetta.train import label_smoothed_nll
+from rosetta.train.recipe import Recipe
 
 TOKENIZER_DIR = "tokenizer"
 EVAL_BATCH = 64  # validation windows per forward pass

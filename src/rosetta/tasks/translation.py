@@ -10,13 +10,13 @@ import torch
 from torch import nn
 
 from rosetta import decode
-from rosetta.config import ModelConfig
 from rosetta.data import batching, corpora
 from rosetta.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, load_tokenizers, save_tokenizers, train_tokenizers
-from rosetta.metrics import score
-from rosetta.model import Transformer
-from rosetta.recipe import Recipe
+from rosetta.models.transformer import Transformer
+from rosetta.nn.config import ModelConfig
+from rosetta.tasks.metrics import score
 from rosetta.train import label_smoothed_nll
+from rosetta.train.recipe import Recipe
 
 TOKENIZER_DIR = "tokenizer"
 

@@ -1,4 +1,4 @@
-"""The encoder–decoder Transformer of "Attention Is All You Need", assembled from ``rosetta.blocks``.
+"""The encoder–decoder Transformer of "Attention Is All You Need", assembled from ``rosetta.nn.blocks``.
 
     src ids (B, S) ─ Embeddings ─ Encoder (N × EncoderLayer) ─────────────── memory (B, S, D)
                                                                                    │
@@ -7,43 +7,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 from torch import nn
 
-from rosetta.attention import causal_mask, check_mask, padding_mask
-from rosetta.blocks import DecoderLayer, Embeddings, EncoderLayer, LayerCache, make_norm
-from rosetta.config import ModelConfig
+from rosetta.nn.attention import causal_mask, check_mask, padding_mask
+from rosetta.nn.blocks import DecoderLayer, Embeddings, EncoderLayer, LayerCache
+from rosetta.nn.config import ModelConfig
+from rosetta.nn.stack import DecoderState, LayerStack, decode_step, init_weights, num_parameters
 
 Attention = dict[str, list[torch.Tensor]]
-
-
-class LayerStack(nn.Module):
-    """N layers in sequence, plus a final norm when the layers are Pre-LN (their output is not normalised)."""
-
-    def __init__(self, config: ModelConfig, n_layers: int, layer: type[nn.Module]):
-        super().__init__()
-        self.layers = nn.ModuleList(layer(config) for _ in range(n_layers))
-        self.final_norm = make_norm(config) if config.norm_first else None
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        self_mask: torch.Tensor | None = None,
-        memory: torch.Tensor | None = None,
-        memory_mask: torch.Tensor | None = None,
-        caches: list[LayerCache] | None = None,
-        need_weights: bool = False,
-    ) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
-        """x: (B, T, D) → (B, T, D), and per layer a dict of attention weights (empty unless asked)."""
-        attention = []
-        for i, layer in enumerate(self.layers):
-            x, weights = layer(x, self_mask, memory, memory_mask, caches[i] if caches else None, need_weights)
-            attention.append(weights)
-        if self.final_norm is not None:
-            x = self.final_norm(x)
-        return x, attention
 
 
 class Encoder(LayerStack):
@@ -60,21 +32,6 @@ class Decoder(LayerStack):
         super().__init__(config, config.n_decoder_layers, DecoderLayer)
 
 
-@dataclass
-class DecoderState:
-    """What incremental decoding carries from step to step: per-layer caches, source mask, position."""
-
-    memory_mask: torch.Tensor  # (B, 1, 1, S)
-    layers: list[LayerCache] = field(default_factory=list)
-    offset: int = 0  # number of target positions already decoded
-
-    def reorder(self, index: torch.Tensor) -> None:
-        """Keep the batch rows ``index`` (B',) — beam search re-ranking its hypotheses."""
-        self.memory_mask = self.memory_mask.index_select(0, index)
-        for layer in self.layers:
-            layer.reorder(index)
-
-
 def as_key_mask(
     mask: torch.Tensor | None, ids: torch.Tensor, pad_id: int, n_heads: int | None = None
 ) -> torch.Tensor:
@@ -87,24 +44,6 @@ def as_key_mask(
     heads, tq = (mask.shape[1], mask.shape[2]) if mask.dim() == 4 else (1, 1)
     check_mask(mask, ids.shape[0], n_heads or heads, tq, ids.shape[1])
     return mask
-
-
-def init_weights(model: nn.Module, config: ModelConfig) -> None:
-    """Linear weights: Xavier uniform (as the paper's reference code and torch.nn.Transformer), biases 0.
-    Token embeddings: N(0, d_model^-½), so that after the √d_model scale they have unit variance (and a
-    tied output projection starts with small logits). With ``init_std`` (GPT/BERT style) every matrix is
-    N(0, init_std²) instead."""
-    for module in model.modules():
-        if isinstance(module, nn.Linear):
-            if config.init_std is not None:
-                nn.init.normal_(module.weight, std=config.init_std)
-            else:
-                nn.init.xavier_uniform_(module.weight)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            std = config.init_std if config.init_std is not None else config.d_model**-0.5
-            nn.init.normal_(module.weight, std=std)
 
 
 class Transformer(nn.Module):
@@ -128,9 +67,7 @@ class Transformer(nn.Module):
         if config.tie_output:
             self.output.weight = self.tgt_embed.token.weight
 
-    def num_parameters(self, trainable_only: bool = False) -> int:
-        """Parameter count; shared (tied) tensors are counted once."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+    num_parameters = num_parameters
 
     def encode(
         self, src: torch.Tensor, src_mask: torch.Tensor | None = None, need_weights: bool = False
@@ -181,7 +118,7 @@ class Transformer(nn.Module):
 
     def start_decoding(self, memory: torch.Tensor, memory_mask: torch.Tensor) -> DecoderState:
         """Fresh caches for incremental decoding; cross-attention keys/values are computed here, once."""
-        state = DecoderState(memory_mask=memory_mask)
+        state = DecoderState(memory_mask=memory_mask, batch_size=memory.shape[0])
         for layer in self.decoder.layers:
             cache = LayerCache()
             layer.cross_attn.precompute_kv(memory, cache.cross_attn)
@@ -194,11 +131,4 @@ class Transformer(nn.Module):
         """Feed the next target tokens (B, t) (usually t = 1) → logits (B, t, V); ``state`` advances by t.
 
         Keys and values of earlier steps come from the cache, so a step costs O(t), not O(prefix)."""
-        t = tokens.shape[1]
-        x = self.tgt_embed(tokens, offset=state.offset)
-        # several new positions at once: each sees the cache and the new ones up to itself
-        self_mask = causal_mask(t, tokens.device, offset=state.offset) if t > 1 else None
-        x, attention = self.decoder(x, self_mask, None, state.memory_mask, state.layers, need_weights)
-        state.offset += t
-        logits = self.output(x)
-        return (logits, attention) if need_weights else logits
+        return decode_step(self.tgt_embed, self.decoder, self.output, tokens, state, need_weights)

@@ -27,7 +27,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from rosetta.fonts import use_cjk_font
+from rosetta.view.fonts import use_cjk_font
 
 KINDS = ("cross", "encoder", "decoder")
 DPI = 100
@@ -176,7 +176,7 @@ def positional_figure(d_model: int = 128, length: int = 100, dims: tuple[int, ..
     """Left: the sinusoidal table PE (length, d_model) as a heatmap. Right: a few of its columns as curves,
     fast to slow: column i has wavelength 2π · 10000^(2⌊i/2⌋/d_model). (Columns 0–3 turn faster than one
     point per position can show, so the default curves start at 4.)"""
-    from rosetta.positional import sinusoidal_encoding
+    from rosetta.nn.positional import sinusoidal_encoding
 
     table = sinusoidal_encoding(length, d_model).numpy()  # (T, D)
     dims = dims or tuple(sorted({min(d, d_model - 1) for d in (4, 5, d_model // 8, d_model // 4, d_model // 2)}))

@@ -6,36 +6,29 @@ autocast, periodic evaluation with keep-best and early stopping, atomic checkpoi
 ``--resume``, checkpoint averaging, a progress bar and a JSONL metrics log, and DistributedDataParallel
 under ``torchrun``.
 
-Run directory::
-
-    OUT/recipe.json  OUT/metrics.jsonl  OUT/checkpoints/step_00001000/ …  OUT/model/ (the one to use)
+The run directory's layout (OUT/checkpoints/step_N, OUT/model, …) is ``rosetta.checkpoint.layout``'s.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
-import math
 import os
 import random
 import shutil
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
 from rosetta import checkpoint as ckpt
-from rosetta.recipe import Recipe, TrainSection
-
-FINAL_DIR = "model"
-CHECKPOINTS_DIR = "checkpoints"
+from rosetta.train.precision import autocast_for, resolve_device
+from rosetta.train.recipe import Recipe
+from rosetta.train.schedule import learning_rate
 
 
 class Batches(Protocol):
@@ -61,89 +54,6 @@ class Task(Protocol):
     def model_config(self) -> dict[str, Any]: ...
     def write_tokenizers(self, directory: Path) -> None: ...
     def to(self, device: torch.device) -> None: ...
-
-
-def learning_rate(step: int, cfg: TrainSection, time_fraction: float | None = None) -> float:
-    """Learning rate at optimizer step ``step`` (1-based).
-
-    inverse_sqrt: lr · min(step / warmup, √(warmup / step)) — the paper's
-    d_model^-0.5 · min(step^-0.5, step · warmup^-1.5) with its peak written as ``lr``.
-    cosine / linear: linear warm-up, then decay to ``min_lr`` at the end of the budget. constant: warm-up,
-    then flat. The budget is ``max_steps`` or, when ``time_fraction`` (share of ``max_minutes`` spent) is
-    given, whichever runs out first: a wall-clock recipe anneals to ``min_lr`` exactly when its time is up,
-    which is what a fixed compute budget wants (Li et al., 2020, "Budgeted Training").
-    """
-    step = max(step, 1)
-    warm = step / cfg.warmup_steps if cfg.warmup_steps else 1.0
-    if cfg.schedule == "inverse_sqrt":
-        return cfg.lr * min(warm, math.sqrt(cfg.warmup_steps / step) if cfg.warmup_steps else 1.0)
-    if step < cfg.warmup_steps:
-        return cfg.lr * warm
-    if cfg.schedule == "constant":
-        return cfg.lr
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
-    if time_fraction is not None:
-        progress = max(progress, min(1.0, time_fraction))
-    if cfg.schedule == "cosine":
-        return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
-    if cfg.schedule == "linear":
-        return cfg.min_lr + (cfg.lr - cfg.min_lr) * (1 - progress)
-    raise ValueError(f"unknown schedule {cfg.schedule!r}: use inverse_sqrt, cosine, linear or constant")
-
-
-def label_smoothed_nll(
-    logits: torch.Tensor, target: torch.Tensor, pad_id: int | None, smoothing: float
-) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Summed label-smoothed cross-entropy and summed plain NLL over non-pad targets, and their count.
-
-    logits (B, T, V), target (B, T). Smoothing ε puts 1−ε on the true token and ε/V everywhere (§5.4).
-    """
-    log_probs = F.log_softmax(logits.reshape(-1, logits.shape[-1]).float(), dim=-1)  # (N, V), computed once
-    flat_target = target.reshape(-1)
-    keep = flat_target != pad_id if pad_id is not None else torch.ones_like(flat_target, dtype=torch.bool)
-    nll_per_token = -log_probs.gather(1, flat_target.clamp(min=0)[:, None]).squeeze(1)  # (N,)
-    smooth_per_token = -log_probs.mean(dim=-1)  # (N,) cross-entropy with the uniform distribution
-    loss = ((1 - smoothing) * nll_per_token + smoothing * smooth_per_token)[keep].sum()
-    return loss, nll_per_token.detach()[keep].sum(), int(keep.sum())
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-@functools.cache
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU multiplies bf16 matrices in hardware (AVX-512 BF16 or AMX). Without it, oneDNN
-    emulates bf16 and autocast runs ~30x slower than fp32 (measured on an AVX2-only EPYC)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:  # not Linux: ask oneDNN (which also says yes for emulated bf16 on plain AVX-512)
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def use_bf16(device: torch.device, precision: str) -> bool:
-    """Whether ``precision`` means bf16 autocast on ``device``; ``auto`` picks bf16 where the hardware
-    computes it natively (CUDA with bf16 support, CPUs with AVX-512 BF16 / AMX) and fp32 elsewhere."""
-    if precision not in ("auto", "fp32", "bf16"):
-        raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
-    if precision != "auto":
-        if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-            warnings.warn("precision bf16 on a CPU without AVX-512 BF16/AMX is emulated and much slower than "
-                          "fp32; use precision = \"auto\" or \"fp32\"", stacklevel=2)
-        return precision == "bf16"
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and cpu_has_native_bf16()
-
-
-def autocast_for(device: torch.device, precision: str):
-    """bf16 autocast if ``use_bf16(device, precision)``; float32 otherwise."""
-    if not use_bf16(device, precision):
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def distributed_env() -> tuple[int, int, int]:
@@ -205,12 +115,12 @@ class Trainer:
         self.budget_elapsed = 0.0  # seconds of the max_minutes budget spent, by rank 0's clock
         self._t0 = time.time()  # reset by fit()
         self.progress = progress and self.is_main
-        self.log = MetricsLog(self.out / "metrics.jsonl", self.is_main)
+        self.log = MetricsLog(self.out / ckpt.METRICS_FILE, self.is_main)
 
     # ---------------------------------------------------------------- checkpoints
     @property
     def checkpoints(self) -> Path:
-        return self.out / CHECKPOINTS_DIR
+        return ckpt.checkpoints_dir(self.out)
 
     def _trainer_state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         state = {
@@ -230,12 +140,12 @@ class Trainer:
 
     def save(self) -> Path:
         """Write checkpoints/step_N atomically (rank 0 only), then prune to ``keep_last``."""
-        path = self.checkpoints / f"step_{self.step:08d}"
+        path = self.checkpoints / ckpt.step_name(self.step)
         if self.is_main:
             state, tensors = self._trainer_state()
             ckpt.save_checkpoint(path, self.model, self.task.model_config(), self.task.write_tokenizers,
                                  self.optimizer, state, tensors)
-            ckpt.atomic_write_text(self.checkpoints / "latest", path.name + "\n")
+            ckpt.atomic_write_text(self.checkpoints / ckpt.LATEST, path.name + "\n")
             keep = max(self.cfg.keep_last, self.cfg.average_last)
             for old in self.saved_checkpoints()[:-keep]:
                 if old.name != self._best_name():
@@ -244,8 +154,8 @@ class Trainer:
         return path
 
     def _best_name(self) -> str | None:
-        marker = self.checkpoints / "best"
-        return marker.read_text().strip() if marker.exists() else None
+        best = ckpt.marked_checkpoint(self.out, ckpt.BEST)
+        return best.name if best is not None else None
 
     def saved_checkpoints(self) -> list[Path]:
         if not self.checkpoints.exists():
@@ -254,10 +164,9 @@ class Trainer:
 
     def resume(self) -> bool:
         """Restore model, optimizer, RNGs, data position and counters from the newest checkpoint."""
-        marker = self.checkpoints / "latest"
-        if not marker.exists():
+        path = ckpt.marked_checkpoint(self.out, ckpt.LATEST)
+        if path is None:
             return False
-        path = self.checkpoints / marker.read_text().strip()
         ckpt.verify_checkpoint(path)
         ckpt.load_weights(path, self.model, self.device)
         state, tensors = ckpt.load_trainer_state(path)
@@ -346,7 +255,7 @@ class Trainer:
         if resume and self.resume():
             self.log.write(kind="resume", step=self.step)
         elif self.is_main:
-            (self.out / "recipe.json").write_text(json.dumps(self.recipe.to_dict(), indent=2) + "\n")
+            (self.out / ckpt.RECIPE_FILE).write_text(json.dumps(self.recipe.to_dict(), indent=2) + "\n")
         self.budget_elapsed = self.elapsed
         self.model.train()
         it = iter(self.batches)
@@ -376,7 +285,7 @@ class Trainer:
                 if cfg.patience is not None and self.bad_evals >= cfg.patience:
                     stop_reason = "early_stop"
                     break
-        if not self.saved_checkpoints() or self.saved_checkpoints()[-1].name != f"step_{self.step:08d}":
+        if not self.saved_checkpoints() or self.saved_checkpoints()[-1].name != ckpt.step_name(self.step):
             self._save_and_mark(False)
         final = self.finish(stop_reason)
         return final
@@ -384,7 +293,7 @@ class Trainer:
     def _save_and_mark(self, evaluated: bool) -> None:
         path = self.save()
         if self.is_main and evaluated and self.best is not None and self.bad_evals == 0:
-            ckpt.atomic_write_text(self.checkpoints / "best", path.name + "\n")
+            ckpt.atomic_write_text(self.checkpoints / ckpt.BEST, path.name + "\n")
 
     def _eta(self) -> float | None:
         done = self.step
@@ -398,7 +307,7 @@ class Trainer:
 
     def finish(self, stop_reason: str) -> Path:
         """Write OUT/model: the average of the last N checkpoints (N = average_last), else the best (or last)."""
-        final = self.out / FINAL_DIR
+        final = self.out / ckpt.FINAL_DIR
         if self.is_main:
             saved = self.saved_checkpoints()
             if self.cfg.average_last > 1 and len(saved) > 1:

@@ -12,28 +12,13 @@ from typing import Any
 import torch
 
 from rosetta import checkpoint as ckpt
-from rosetta import decode
-from rosetta.config import ModelConfig
 from rosetta.data.batching import pad
 from rosetta.data.tokenizer import BOS_ID, EOS_ID, load_tokenizers
-from rosetta.model import Transformer
-from rosetta.train import FINAL_DIR
-
-
-def resolve_model_dir(path: str | Path) -> Path:
-    """A model directory, or a run directory (its ``model/``, else its latest checkpoint)."""
-    path = Path(path)
-    if (path / ckpt.CONFIG_FILE).exists():
-        return path
-    if (path / FINAL_DIR / ckpt.CONFIG_FILE).exists():
-        return path / FINAL_DIR
-    latest = path / "checkpoints" / "latest"
-    if latest.exists():
-        return path / "checkpoints" / latest.read_text().strip()
-    raise ckpt.CheckpointError(
-        f"{path} is not a Rosetta model: expected {path / ckpt.CONFIG_FILE} (a model or checkpoint directory) "
-        f"or {path / FINAL_DIR} (a training run's output)"
-    )
+from rosetta.decode.beam import beam_search
+from rosetta.decode.defaults import DecodeOptions, max_source_tokens
+from rosetta.decode.search import greedy_search
+from rosetta.models.transformer import Transformer
+from rosetta.nn.config import ModelConfig
 
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
@@ -51,8 +36,8 @@ class Translator:
         self.model, self.src_tokenizer, self.tgt_tokenizer = model.eval(), src_tokenizer, tgt_tokenizer
         self.info, self.device = info, device
         self.config: ModelConfig = model.config
-        self.decode_defaults = info.get("decode", {})
-        self.max_src_tokens = max_src_tokens or min(self.config.max_len, 256) - 2
+        self.decode_options = DecodeOptions.from_dict(info.get("decode"))  # the recipe's [decode], saved
+        self.max_src_tokens = max_src_tokens or max_source_tokens(self.config.max_len)
         self.src_lang = info.get("src_lang")
         self.tgt_lang = info.get("tgt_lang")
 
@@ -76,10 +61,10 @@ class Translator:
         """Translate each text; an empty (or blank) text gives an empty translation. Order is kept."""
         if isinstance(texts, str):
             texts = [texts]
-        beam = beam or self.decode_defaults.get("beam", 4)
-        alpha = self.decode_defaults.get("length_penalty", 0.6) if length_penalty is None else length_penalty
-        ratio = self.decode_defaults.get("max_len_ratio", 1.5)
-        offset = self.decode_defaults.get("max_len_offset", 10)
+        options = self.decode_options
+        beam = beam or options.beam
+        alpha = options.length_penalty if length_penalty is None else length_penalty
+        ratio, offset = options.max_len_ratio, options.max_len_offset
         results = [""] * len(texts)
         todo = [(i, self.encode_source(t)) for i, t in enumerate(texts) if t.strip()]
         todo.sort(key=lambda item: len(item[1]))  # similar lengths together: less padding
@@ -88,9 +73,9 @@ class Translator:
             src = self._src_tensor([ids for _, ids in chunk])
             kwargs = dict(max_len=max_length, max_len_ratio=None if max_length else ratio, max_len_offset=offset)
             if beam <= 1:
-                outputs = decode.greedy_search(self.model, src, **kwargs)
+                outputs = greedy_search(self.model, src, **kwargs)
             else:
-                outputs = decode.beam_search(self.model, src, beam_size=beam, length_penalty=alpha, **kwargs)
+                outputs = beam_search(self.model, src, beam_size=beam, length_penalty=alpha, **kwargs)
             for (i, _), ids in zip(chunk, outputs):
                 results[i] = self.tgt_tokenizer.decode(ids)
         return results
@@ -120,7 +105,7 @@ class Translator:
 
 def load(directory: str | Path, device: str | torch.device = "cpu", int8: bool = False) -> Translator:
     """Load a trained translation model (model dir, checkpoint dir, or training run dir)."""
-    path = resolve_model_dir(directory)
+    path = ckpt.resolve_model_dir(directory)
     ckpt.verify_checkpoint(path)
     info = ckpt.read_config(path)
     family = info.get("family", "translation")

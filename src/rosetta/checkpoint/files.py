@@ -16,7 +16,6 @@ tensors go to safetensors, everything else to JSON.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -29,6 +28,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from rosetta.io import sha256_file
+
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 MANIFEST_FILE = "manifest.json"
@@ -38,11 +39,6 @@ TRAINER_STATE_FILE = "trainer_state.json"
 
 class CheckpointError(RuntimeError):
     """A checkpoint directory is missing, incomplete or corrupt; the message names the file."""
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -138,7 +134,7 @@ def save_checkpoint(
             tensors.update({f"extra.{k}": v.contiguous().cpu() for k, v in (extra_tensors or {}).items()})
             save_file(tensors, tmp / OPTIMIZER_FILE)
             (tmp / TRAINER_STATE_FILE).write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
-        manifest = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(tmp.iterdir())}
+        manifest = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(tmp.iterdir())}
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         for p in tmp.iterdir():
             with open(p, "rb") as f:
@@ -174,7 +170,7 @@ def verify_checkpoint(directory: str | Path) -> dict[str, Any]:
         path = directory / name
         if not path.exists():
             raise CheckpointError(f"{path} is missing from the checkpoint (listed in {MANIFEST_FILE})")
-        if path.stat().st_size != meta["bytes"] or _sha256(path) != meta["sha256"]:
+        if path.stat().st_size != meta["bytes"] or sha256_file(path) != meta["sha256"]:
             raise CheckpointError(
                 f"{path} is corrupt: its size or sha256 does not match {MANIFEST_FILE}; "
                 "restore it or use another checkpoint"

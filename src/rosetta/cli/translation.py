@@ -1,42 +1,14 @@
-"""The ``rosetta`` command (typer). Heavy imports happen inside commands so ``--help`` is instant."""
+"""Translation commands: ``train`` (any task), ``translate``, ``evaluate``, ``info`` and ``demo``."""
 
 from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Rosetta: train, run, inspect and serve Transformers.")
-data_app = typer.Typer(no_args_is_help=True, help="Corpora known to Rosetta.")
-plot_app = typer.Typer(no_args_is_help=True, help="Figures: positional encoding, training curves, embeddings.")
-app.add_typer(data_app, name="data")
-app.add_typer(plot_app, name="plot")
-
-DataDir = typer.Option(None, "--data-dir", help="Folder with the corpora (default: $ROSETTA_DATA).")
-
-
-def fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
-
-
-@data_app.command("list")
-def data_list(data_dir: Path = DataDir) -> None:
-    """Known corpora, where they were found, and their sizes."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from rosetta.data import corpora
-
-    table = Table("name", "task", "languages", "found at", "size")
-    for info in corpora.list_corpora():
-        row = corpora.describe(info.name, data_dir)
-        table.add_row(info.name, info.task, "-".join(info.languages), row["location"], row["size"])
-    Console().print(table)
+from rosetta.cli.app import DataDir, app, fail, load_translator, read_lines
 
 
 @app.command()
@@ -49,30 +21,20 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Train a model from a recipe; writes OUT/model (the model to use) and OUT/checkpoints."""
-    from rosetta.recipe import load_recipe
+    from rosetta import checkpoint as ckpt
     from rosetta.tasks import build_task
-    from rosetta.train import Trainer
+    from rosetta.train import Trainer, load_recipe
 
     try:
         rcp = load_recipe(recipe, set_)
-        if resume and not (out / "checkpoints" / "latest").exists():
-            fail(f"--resume: {out} has no checkpoint to resume from (expected {out}/checkpoints/latest)")
+        if resume and not ckpt.has_checkpoint(out):
+            fail(f"--resume: {out} has no checkpoint to resume from "
+                 f"(expected {ckpt.checkpoints_dir(out) / ckpt.LATEST})")
         task = build_task(rcp, data_dir=data_dir, run_dir=out, resume=resume)
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
     final = Trainer(rcp, task, out, progress=not quiet).fit(resume=resume)
     typer.echo(f"model saved to {final}")
-
-
-def _read_lines(path: Path | None) -> list[str]:
-    raw = path.read_bytes() if path else sys.stdin.buffer.read()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        where = path or "standard input"
-        line = raw[: e.start].count(b"\n") + 1
-        fail(f"{where} is not UTF-8 text (byte {e.start}, line {line}); convert it, e.g. iconv -t UTF-8")
-    return text.splitlines()
 
 
 @app.command()
@@ -85,13 +47,8 @@ def translate(
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
     """Translate sentences: one translation per line, in input order (empty lines stay empty)."""
-    import rosetta
-
-    lines = list(texts) if texts else _read_lines(input_file)
-    try:
-        translator = rosetta.load(model, device=device, int8=int8)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        fail(str(e))
+    lines = list(texts) if texts else read_lines(input_file)
+    translator = load_translator(model, device, int8)
     for line in translator.translate(lines, beam=beam):
         typer.echo(line)
 
@@ -114,18 +71,17 @@ def evaluate(
     """BLEU and chrF (sacreBLEU, detokenised, target-language tokenizer) with the signature."""
     import time
 
-    import rosetta
-    from rosetta.metrics import score
+    from rosetta.tasks.metrics import score
 
+    translator = load_translator(model, device, int8)
     try:
-        translator = rosetta.load(model, device=device, int8=int8)
         if corpus:
             from rosetta.tasks import load_eval_pairs
 
             pairs = load_eval_pairs(corpus, split, translator.info, data_dir)
             sources, refs = [s for s, _ in pairs], [t for _, t in pairs]
         elif src and ref:
-            sources, refs = _read_lines(src), _read_lines(ref)
+            sources, refs = read_lines(src), read_lines(ref)
         else:
             fail("give --corpus NAME [--split test] or both --src FILE and --ref FILE")
     except (ValueError, FileNotFoundError, RuntimeError) as e:
@@ -139,7 +95,7 @@ def evaluate(
         output.write_text("\n".join(hyps) + "\n", encoding="utf-8")
     result = score(hyps, refs, translator.tgt_lang)
     if as_json:
-        typer.echo(json.dumps({**result.to_dict(), "beam": beam or translator.decode_defaults.get("beam", 4),
+        typer.echo(json.dumps({**result.to_dict(), "beam": beam or translator.decode_options.beam,
                                "seconds": round(seconds, 2), "int8": int8}))
     else:
         typer.echo(str(result))
@@ -150,10 +106,9 @@ def evaluate(
 def info(directory: Path = typer.Argument(..., help="Model, checkpoint or run directory.")) -> None:
     """Configuration, parameter count and training summary of a model."""
     from rosetta import checkpoint as ckpt
-    from rosetta.translate import resolve_model_dir
 
     try:
-        path = resolve_model_dir(directory)
+        path = ckpt.resolve_model_dir(directory)
         meta = ckpt.read_config(path)
     except (ValueError, RuntimeError) as e:
         fail(str(e))
@@ -174,40 +129,14 @@ def demo(
     set_: list[str] = typer.Option([], "--set", help="Override a recipe value: section.key=value."),
 ) -> None:
     """The main job: train the Tatoeba English→Chinese recipe (≈15 min on 2 cores) and translate."""
-    import rosetta
+    from rosetta import checkpoint as ckpt
 
-    if not (out / "model" / "config.json").exists():
-        train(recipe=recipe, out=out, resume=(out / "checkpoints" / "latest").exists(), set_=set_,
-              data_dir=data_dir, quiet=False)
-    translator = rosetta.load(out)
+    if not ckpt.has_final_model(out):
+        train(recipe=recipe, out=out, resume=ckpt.has_checkpoint(out), set_=set_, data_dir=data_dir, quiet=False)
+    translator = load_translator(out)
     examples = ["I am a student.", "How are you?", "I like to read books.", "Where is the train station?",
                 "The weather is nice today."]
     for source, target in zip(examples, translator.translate(examples)):
         typer.echo(f"{source}  →  {target}")
-    typer.echo(f"\nmodel saved in {out / 'model'}; translate more with:\n"
+    typer.echo(f"\nmodel saved in {out / ckpt.FINAL_DIR}; translate more with:\n"
                f"  .venv/bin/rosetta translate --model {out} \"Your sentence.\"")
-
-
-def _register_extensions() -> None:
-    """Command groups that live in their own modules (each defines ``register(app, plot_app)``)."""
-    import importlib
-
-    for name in ("rosetta.cli_view", "rosetta.cli_families"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
-            continue
-        module.register(app, plot_app)
-
-
-_register_extensions()
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

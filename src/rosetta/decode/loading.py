@@ -25,15 +25,21 @@ import torch
 from torch import nn
 
 from rosetta import checkpoint as ckpt
-from rosetta.config import ModelConfig
 from rosetta.data.batching import pad
-from rosetta.data.tokenizer import BOS_ID, EOS_ID, Tokenizer
-from rosetta.encoder_model import EncoderModel, mean_pool
-from rosetta.lm import LanguageModel
+from rosetta.data.tokenizer import EOS_ID, Tokenizer, encode_texts
+from rosetta.decode.translator import load
+from rosetta.models.encoder import EncoderModel, mean_pool
+from rosetta.models.lm import LanguageModel
+from rosetta.models.pretrained import (
+    MINILM_NAMES,
+    is_huggingface_dir,
+    load_pretrained,
+    load_tokenizer,
+    resolve_pretrained,
+)
+from rosetta.nn.config import ModelConfig
 
 FAMILIES = ("translation", "lm", "encoder")
-# Names that stand for the all-MiniLM-L6-v2 directory (compared case-insensitively).
-MINILM_NAMES = ("all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm")
 
 
 @dataclass
@@ -52,51 +58,21 @@ class LoadedModel:
     target_tokenizer: Any = None
 
 
-def resolve_pretrained(name: str | Path) -> Path:
-    """A Hugging Face model directory: "all-MiniLM-L6-v2" (the packaged copy) or a path."""
-    if str(name).lower() in MINILM_NAMES:
-        from rosetta.pretrained import minilm_path
-
-        return minilm_path()
-    path = Path(name).expanduser()
-    if not path.is_dir():
-        raise FileNotFoundError(f"pretrained model {name!r} not found: give a Hugging Face BERT directory "
-                                "(config.json, model.safetensors, tokenizer.json) or all-MiniLM-L6-v2")
-    return path
-
-
-def is_huggingface_dir(path: str | Path) -> bool:
-    """True for a Hugging Face model directory (its config.json names a ``model_type``; Rosetta's never do)."""
-    config = Path(path) / ckpt.CONFIG_FILE
-    if not config.is_file():
-        return False
-    try:
-        return "model_type" in ckpt.read_config(path)
-    except ckpt.CheckpointError:
-        return False
-
-
 def load_any(directory: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a model of any family (see the module docstring); errors name the file and what was expected."""
-    from rosetta.translate import resolve_model_dir
-
     device = torch.device(device)
     if str(directory).lower() in MINILM_NAMES or is_huggingface_dir(directory):
-        from rosetta.pretrained import load_pretrained, load_tokenizer
-
         path = resolve_pretrained(directory)
         model = load_pretrained(path)
         info = {"family": "encoder", "source": "huggingface", "model": model.config.to_dict(),
                 "tokenizer": "pretrained", "path": str(path)}
         return LoadedModel("encoder", model.to(device).eval(), load_tokenizer(path), info)
 
-    path = resolve_model_dir(directory)
+    path = ckpt.resolve_model_dir(directory)
     ckpt.verify_checkpoint(path)
     info = {**ckpt.read_config(path), "path": str(path)}
     family = info.get("family", "translation")
     if family == "translation":
-        from rosetta.translate import load
-
         translator = load(path, device=device)
         return LoadedModel(family, translator.model, translator.src_tokenizer, info, translator.tgt_tokenizer)
     config = ModelConfig.from_dict(info["model"])
@@ -115,24 +91,8 @@ def load_any(directory: str | Path, device: str | torch.device = "cpu") -> Loade
 def load_text_tokenizer(directory: Path, info: dict[str, Any]):
     """An encoder's tokenizer: the pretrained model's own (WordPiece) or a Rosetta one, as config.json says."""
     if info.get("tokenizer") == "pretrained":
-        from rosetta.pretrained import load_tokenizer
-
         return load_tokenizer(directory, max_length=info.get("max_length"))
     return Tokenizer.load(directory)
-
-
-# ---------------------------------------------------------------------------------------------- text → ids
-def encode_texts(tokenizer, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
-    """Encoder input ids of each text, unpadded: [CLS] … [SEP] for a Hugging Face tokenizer (its own
-    post-processor and truncation), <s> … </s> for a Rosetta tokenizer; at most ``max_length`` ids."""
-    if isinstance(tokenizer, Tokenizer):
-        body = max_length - 2 if max_length else None
-        return [[BOS_ID, *ids[:body], EOS_ID] for ids in tokenizer.encode_batch(list(texts))]
-    out = []
-    for encoding in tokenizer.encode_batch(list(texts)):
-        ids = encoding.ids[: sum(encoding.attention_mask)]  # drop the padding the tokenizer may add
-        out.append(ids[:max_length] if max_length else ids)
-    return out
 
 
 @torch.no_grad()

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rosetta.positional import RotaryEmbedding
+from rosetta.nn.positional import RotaryEmbedding
 
 
 def causal_mask(size: int, device: torch.device | None = None, offset: int = 0) -> torch.Tensor:

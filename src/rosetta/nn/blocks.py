@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rosetta.attention import KVCache, MultiHeadAttention
-from rosetta.config import ModelConfig
-from rosetta.positional import (
+from rosetta.nn.attention import KVCache, MultiHeadAttention
+from rosetta.nn.config import ModelConfig
+from rosetta.nn.positional import (
     LearnedPositionalEmbedding,
     RotaryEmbedding,
     SinusoidalPositionalEncoding,
@@ -123,9 +123,12 @@ class LayerCache:
         self.self_attn = KVCache()
         self.cross_attn = KVCache()
 
-    def reorder(self, index: torch.Tensor) -> None:
+    def reorder(self, index: torch.Tensor, cross: bool = True) -> None:
+        """Keep batch rows ``index``; ``cross=False`` leaves the cross-attention cache as it is (see
+        ``DecoderState.follow_beams``)."""
         self.self_attn.reorder(index)
-        self.cross_attn.reorder(index)
+        if cross:
+            self.cross_attn.reorder(index)
 
 
 class TransformerLayer(nn.Module):

