@@ -178,7 +178,7 @@ def create_app(translator, settings: Settings | None = None) -> FastAPI:
         """Await a Batcher future without blocking the event loop; failures become ModelFailed."""
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), settings.timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ModelFailed(f"no answer within {settings.timeout_s:g} s; the server is busy", 504) from None
         except Exception as e:
             raise ModelFailed(f"the model failed on this request: {type(e).__name__}: {e}") from e

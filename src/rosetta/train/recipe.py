@@ -12,11 +12,10 @@ Unknown keys are errors (a typo must not silently fall back to a default).
 from __future__ import annotations
 
 import ast
+import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from rosetta.decode.defaults import DecodeOptions
 
