@@ -247,12 +247,9 @@ def test_batcher_merges_waiting_requests_by_options_up_to_max_batch():
 
 
 def load(app, requests, expected):
-    start = time.monotonic()
     responses = call(app, requests)
-    seconds = time.monotonic() - start
     assert [r.status_code for r in responses] == [200] * len(requests)
     assert [r.json()["translations"] for r in responses] == expected
-    return seconds
 
 
 def mixed_requests(n):
@@ -269,12 +266,13 @@ def mixed_requests(n):
 def test_300_concurrent_requests_are_merged_and_answered_exactly(make_app, single):
     app = make_app(Settings())
     requests, keys = mixed_requests(300)
-    seconds = load(app, requests, [[single[k] for k in ks] for ks in keys])
+    load(app, requests, [[single[k] for k in ks] for ks in keys])
     stats = get(app, "/v1/health").json()
     assert stats["requests"] == 300 and stats["errors"] == 0
+    assert stats["sentences"] == sum(len(ks) for ks in keys)
     assert stats["merged_calls"] > 0 and stats["largest_batch_requests"] > 1  # really merged
-    assert stats["model_calls"] < 150
-    assert seconds < 60
+    # A bound on work, not on time (a busy machine must not fail it): merging at least halves the model calls.
+    assert stats["model_calls"] <= stats["requests"] // 2
 
 
 def test_without_batching_every_request_runs_alone(make_app, single):

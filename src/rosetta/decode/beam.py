@@ -126,6 +126,25 @@ def _write_results(beams: _Beams, done: list[bool], results: list[list[Hypothesi
                                        for b in range(n_best) if scores[j][b] > -math.inf]
 
 
+def _follow(beams: _Beams, state, keep: torch.Tensor | None, alive_scores: torch.Tensor, alive_beam: torch.Tensor,
+            alive_token: torch.Tensor, step: int) -> None:
+    """4. The alive hypotheses become the chosen ones, and the decoder's caches follow them: ``survivors`` is
+    the flat row (in the current batch of Bₐ·W rows) of the hypothesis each extends. ``keep``: the sentences
+    still decoding (None: all of them)."""
+    n_active, width, total = beams.alive_tokens.shape
+    first_row = (keep if keep is not None else torch.arange(n_active, device=alive_beam.device)) * width
+    survivors = (first_row[:, None] + alive_beam).view(-1)  # (Bₐ'·W',)
+    new_width = alive_beam.shape[1]
+    alive_tokens = beams.alive_tokens.view(n_active * width, total).index_select(0, survivors)
+    beams.alive_tokens = alive_tokens.view(-1, new_width, total)
+    beams.alive_tokens[:, :, step] = alive_token
+    beams.alive_scores = alive_scores
+    if keep is None and new_width == width:
+        state.follow_beams(survivors)  # beams moved within their sentences only
+    else:  # sentences left or beams grew: the cross-attention caches change shape too
+        state.reorder(survivors)
+
+
 @torch.inference_mode()
 def beam_search_nbest(
     model,
@@ -170,7 +189,6 @@ def beam_search_nbest(
     results: list[list[Hypothesis]] = [[] for _ in range(n)]
     tokens = torch.full((n, 1), config.bos_id, dtype=torch.long, device=src_ids.device)
     for step in range(total):
-        n_active, width = beams.alive_scores.shape
         logits = model.decode_step(tokens, state)[:, -1].float()  # (Bₐ·W, V)
         log_z = logits.logsumexp(dim=-1, keepdim=True)  # log-prob = logit − log_z (before any ban)
         logits[:, banned] = -math.inf
@@ -192,18 +210,7 @@ def beam_search_nbest(
             beams.keep(keep, done_list)
             alive_scores, alive_beam, alive_token = alive_scores[keep], alive_beam[keep], alive_token[keep]
 
-        # 4. Follow the survivors: flat row index (in the current batch) of the hypothesis each extends.
-        first_row = (keep if keep is not None else torch.arange(n_active, device=src_ids.device)) * width
-        survivors = (first_row[:, None] + alive_beam).view(-1)  # (Bₐ'·W',)
-        new_width = alive_beam.shape[1]
-        alive_tokens = beams.alive_tokens.view(n_active * width, total).index_select(0, survivors)
-        beams.alive_tokens = alive_tokens.view(-1, new_width, total)
-        beams.alive_tokens[:, :, step] = alive_token
-        beams.alive_scores = alive_scores
-        if keep is None and new_width == width:
-            state.follow_beams(survivors)  # beams moved within their sentences only
-        else:  # sentences left or beams grew: the cross-attention caches change shape too
-            state.reorder(survivors)
+        _follow(beams, state, keep, alive_scores, alive_beam, alive_token, step)
         tokens = alive_token.view(-1, 1)
     return results
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import sacrebleu
@@ -41,8 +40,3 @@ def score(hypotheses: list[str], references: list[str], target_lang: str | None 
     b = bleu.corpus_score(hypotheses, [references])
     c = chrf.corpus_score(hypotheses, [references])
     return Scores(b.score, c.score, str(bleu.get_signature()), str(chrf.get_signature()), len(hypotheses))
-
-
-def perplexity(mean_nll: float) -> float:
-    """exp of the mean negative log-likelihood in nats per token."""
-    return math.exp(min(mean_nll, 50.0))

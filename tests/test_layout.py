@@ -1,0 +1,122 @@
+"""The layout by part holds: imports point one way, and the public names users call still work.
+
+Every ``import rosetta.…`` / ``from rosetta… import`` in src/rosetta — at the top of a module or inside a
+function — is read from the source (ast), so a lazy import cannot hide a dependency.
+"""
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "rosetta"
+
+# part → the parts it may import (itself always allowed). Leaf modules: io, special_tokens.
+ALLOWED = {
+    "special_tokens": set(),
+    "io": set(),
+    "nn": {"special_tokens"},
+    "models": {"nn", "special_tokens"},
+    "data": {"io", "special_tokens"},
+    "checkpoint": {"io"},
+    "train": {"checkpoint", "data", "decode", "models", "nn", "special_tokens", "io"},
+    "decode": {"checkpoint", "data", "models", "nn", "special_tokens", "io"},
+    "tasks": {"checkpoint", "data", "decode", "models", "nn", "special_tokens", "train", "io"},
+    "view": {"checkpoint", "data", "decode", "models", "nn", "special_tokens", "io"},
+    "server": {"checkpoint", "data", "decode", "models", "nn", "special_tokens", "view", "io"},
+    "cli": {"checkpoint", "data", "decode", "models", "nn", "special_tokens", "tasks", "train", "view", "server",
+            "io"},
+}
+
+
+def part_of(path: Path) -> str:
+    rel = path.relative_to(SRC)
+    return rel.parts[0].removesuffix(".py") if len(rel.parts) > 1 or rel.name != "__init__.py" else "__init__"
+
+
+def imported_parts(path: Path) -> set[tuple[str, int]]:
+    """(part, line) of every rosetta module this file imports."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + ([f"{node.module}.{a.name}" for a in node.names] if node.module == "rosetta"
+                                     else [])
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "rosetta" and len(parts) > 1:
+                found.add((parts[1], node.lineno))
+    return found
+
+
+def modules():
+    return sorted(p for p in SRC.rglob("*.py") if part_of(p) != "__init__")
+
+
+def test_every_part_is_known():
+    assert {part_of(p) for p in modules()} <= set(ALLOWED), "a new part needs its rule in ALLOWED"
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(SRC)))
+def test_imports_point_one_way(path):
+    part = part_of(path)
+    bad = sorted((p, line) for p, line in imported_parts(path) if p != part and p not in ALLOWED[part])
+    assert not bad, f"{path.relative_to(SRC)} ({part}) imports {bad}; allowed: {sorted(ALLOWED[part])}"
+
+
+def test_the_rules_themselves_have_no_cycle():
+    seen, done = set(), set()
+
+    def visit(part, trail):
+        assert part not in seen or part in done, f"cycle: {' → '.join(trail + [part])}"
+        if part in done:
+            return
+        seen.add(part)
+        for dep in ALLOWED[part]:
+            visit(dep, trail + [part])
+        done.add(part)
+
+    for part in ALLOWED:
+        visit(part, [])
+
+
+def test_the_checker_sees_a_lazy_import(tmp_path):
+    """Sensitivity: an import inside a function body is found (so the rules above can fail)."""
+    module = tmp_path / "x.py"
+    module.write_text("def f():\n    from rosetta.train import Trainer\n    import rosetta.cli\n")
+    assert {p for p, _ in imported_parts(module)} == {"train", "cli"}
+
+
+@pytest.mark.parametrize("dotted", [
+    "rosetta.load", "rosetta.Translator", "rosetta.Transformer", "rosetta.ModelConfig", "rosetta.LanguageModel",
+    "rosetta.EncoderModel", "rosetta.gpt_config", "rosetta.bert_config", "rosetta.load_pretrained",
+    "rosetta.MultiHeadAttention", "rosetta.scaled_dot_product_attention",
+    "rosetta.attention.scaled_dot_product_attention", "rosetta.attention.MultiHeadAttention",
+    "rosetta.positional.sinusoidal_encoding", "rosetta.decode.greedy_search", "rosetta.decode.beam_search",
+    "rosetta.decode.beam_search_nbest", "rosetta.decode.sample_next", "rosetta.decode.generate",
+])
+def test_public_names_still_work(dotted):
+    import rosetta
+
+    obj = rosetta
+    for name in dotted.split(".")[1:]:
+        obj = getattr(obj, name)
+    assert callable(obj)
+
+
+def test_public_names_are_the_implementations():
+    import rosetta
+    from rosetta.decode.beam import beam_search
+    from rosetta.nn.attention import scaled_dot_product_attention
+    from rosetta.nn.positional import sinusoidal_encoding
+
+    assert rosetta.attention.scaled_dot_product_attention is scaled_dot_product_attention
+    assert rosetta.positional.sinusoidal_encoding is sinusoidal_encoding
+    assert rosetta.decode.beam_search is beam_search
+
+
+def test_python_m_rosetta_cli_is_importable():
+    assert importlib.util.find_spec("rosetta.cli.__main__") is not None
