@@ -1,4 +1,4 @@
-"""rosetta.data.corpora and rosetta.data.clean: registry, local lookup, verified download, splits, clean-up.
+"""rosetta.data.{registry,download,corpora,clean}: registry, local lookup, verified download, splits, clean-up.
 
 Unit tests write their own tiny synthetic files under tmp_path; tests marked ``corpus`` read the real
 corpora from $ROSETTA_DATA.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from rosetta.data import clean, corpora
+from rosetta.data import clean, corpora, download, registry
 from rosetta.data.corpora import ChecksumError, CorpusFile, CorpusInfo
 
 
@@ -42,7 +42,7 @@ def real_data() -> Path:
 def no_env(monkeypatch, tmp_path):
     """No $ROSETTA_DATA, and a home whose cache is empty."""
     monkeypatch.delenv("ROSETTA_DATA", raising=False)
-    monkeypatch.setattr(corpora, "DEFAULT_DATA_DIR", tmp_path / "cache")
+    monkeypatch.setattr(download, "DEFAULT_DATA_DIR", tmp_path / "cache")  # download owns it; corpora has a copy
 
 
 # ------------------------------------------------------------------------------------------------ registry
@@ -67,6 +67,20 @@ def test_unknown_corpus_lists_known_names():
         corpora.get_corpus("multi31k")
     for name in ["multi30k", "tatoeba-en-zh", "tinyshakespeare", "sst2"]:
         assert name in str(e.value)
+
+
+def test_corpora_re_exports_registry_and_download():
+    """Callers keep using ``corpora.X``: the names are the owners' objects, and there is one registry dict."""
+    import rosetta.data as data
+
+    for name in ["REGISTRY", "CorpusFile", "CorpusInfo", "register_corpus", "list_corpora", "get_corpus"]:
+        assert getattr(corpora, name) is getattr(registry, name)
+    for name in ["ENV_VAR", "DEFAULT_DATA_DIR", "ChecksumError", "resolve_data_dir", "locate", "fetch",
+                 "find_local"]:
+        assert getattr(corpora, name) is getattr(download, name)
+    assert data.get_corpus is registry.get_corpus and data.CorpusInfo is registry.CorpusInfo
+    assert data.locate is download.locate and data.ChecksumError is download.ChecksumError
+    assert set(corpora.__all__) <= set(dir(corpora))
 
 
 def test_resolve_data_dir_precedence(monkeypatch, tmp_path):
@@ -125,7 +139,7 @@ def synthetic_corpus(monkeypatch, base: str, root: Path, bad_sha: bool = False) 
         CorpusFile("sub/a.txt", base + "both.zip", sha(a), "zip:a.txt"),
         CorpusFile("sub/b.txt", base + "both.zip", sha(b), "zip:b.txt"),
     ), "aligned", splits={"train": "train"})
-    monkeypatch.setitem(corpora.REGISTRY, "toy", info)
+    monkeypatch.setitem(registry.REGISTRY, "toy", info)
     return info
 
 

@@ -1,6 +1,8 @@
 """Data: corpus registry and loading, clean-up, subword tokenizers, token-budgeted batches.
 
-    corpora    registry of known corpora, local-first lookup, verified download, train/valid/test splits
+    registry   the known corpora: files, public URLs, sha256s, reader layouts (register_corpus / get_corpus)
+    download   finding a corpus on disk (data_dir, $ROSETTA_DATA, ~/.cache), else a verified download
+    corpora    reading corpora: text, aligned pairs, per-corpus readers, train/valid/test splits
     clean      named clean-up steps (whitespace, NFKC, Traditional → Simplified Chinese, …)
     tokenizer  BPE / character tokenizers with fixed special ids (pad 0, <s> 1, </s> 2, <unk> 3)
     batching   length-bucketed batches under a token budget, collate functions, a resumable DDP-aware stream
@@ -20,22 +22,16 @@ from rosetta.data.batching import (
 )
 from rosetta.data.clean import STEPS, apply_cleaning, clean_pair, clean_pairs, clean_text
 from rosetta.data.corpora import (
-    ChecksumError,
-    CorpusFile,
-    CorpusInfo,
     corpus_stats,
     describe,
-    get_corpus,
-    list_corpora,
     load_classification,
     load_parallel,
     load_parallel_files,
     load_text,
-    locate,
-    register_corpus,
-    resolve_data_dir,
     split_by_key,
 )
+from rosetta.data.download import ChecksumError, locate, resolve_data_dir
+from rosetta.data.registry import CorpusFile, CorpusInfo, get_corpus, list_corpora, register_corpus
 from rosetta.data.tokenizer import (
     BOS_ID,
     EOS_ID,

