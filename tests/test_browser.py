@@ -1,10 +1,15 @@
 """The attention explorer page in a real browser: Debian's chromium, driven by Playwright.
 
+`make test` installs chromium first when it is missing and it can (root, apt-get: tests/browser_setup.sh);
+otherwise this module is skipped and pytest's summary says why and what to do. $ROSETTA_CHROMIUM picks another
+Chromium executable. Playwright's own browser download is never used.
+
 A real uvicorn server (loopback, free port) serves the tiny English→Chinese model; the test types a sentence,
 waits for the translation and the heatmap, hovers tokens and a heatmap cell, and checks what the page shows
 against the model's own numbers. A screenshot is saved in the test's tmp folder (printed with -s).
 """
 
+import os
 import shutil
 from pathlib import Path
 
@@ -16,10 +21,25 @@ from rosetta.server import Settings, create_app
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = os.environ.get("ROSETTA_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def why_no_chromium() -> str:
+    """The skip reason: what is missing, why `make test` (tests/browser_setup.sh) did not install it, what to do."""
+    where = f"$ROSETTA_CHROMIUM={CHROMIUM} does not exist" if os.environ.get("ROSETTA_CHROMIUM") else \
+        "Debian's chromium is not installed"
+    if getattr(os, "geteuid", lambda: -1)() != 0:
+        why = "not root, so `make test` could not install it; run `sudo apt-get install chromium`"
+    elif not shutil.which("apt-get"):
+        why = "no apt-get here; install Chromium and set $ROSETTA_CHROMIUM to its executable"
+    else:
+        why = "`make test` (tests/browser_setup.sh) installs it as root with apt-get; run `make test`, or " \
+              "`apt-get install chromium` and read its error"
+    return f"browser test skipped: {where}: {why}"
+
+
 if not Path(CHROMIUM).exists():
-    pytest.skip("Debian's chromium is not installed (apt-get install chromium, as .ci/run does)",
-                allow_module_level=True)
+    pytest.skip(why_no_chromium(), allow_module_level=True)
 from playwright import sync_api  # noqa: E402 — a test dependency (pip install -e '.[test]'); only the browser may be absent
 
 TEXT = "I like to read books."

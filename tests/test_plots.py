@@ -6,8 +6,10 @@ it), and the picture is not blank (many distinct colours, ink spread over the ca
 
 import json
 import warnings
+from pathlib import Path
 
 import matplotlib
+import noto_cjk_sans_otc
 import numpy as np
 import pytest
 from PIL import Image
@@ -15,8 +17,8 @@ from tiny_translator import tiny_model_dir
 from typer.testing import CliRunner
 
 from rosetta.cli import app as cli_app
-from rosetta.view import plots
-from rosetta.view.fonts import find_cjk_font, use_cjk_font
+from rosetta.view import fonts, plots
+from rosetta.view.fonts import INSTALL_HINT, find_cjk_face, find_cjk_font, use_cjk_font
 
 CJK = "我是学生"
 
@@ -149,7 +151,7 @@ def test_commands_write_the_files(tmp_path):
 # ------------------------------------------------------------------------------------------ CJK font
 def test_a_cjk_font_is_found():
     path = find_cjk_font()
-    assert path is not None, "no CJK font installed: apt-get install fonts-wqy-microhei (what .ci/run does)"
+    assert path is not None, f"no CJK font found: {INSTALL_HINT}"
     assert use_cjk_font() is not None
 
 
@@ -172,6 +174,8 @@ def test_the_cjk_font_is_used_for_chinese_tokens(result):
     with_cjk, caught, label = render_text(CJK)
     assert not [m for m in caught if "missing from font" in m], caught
     assert font_manager.findfont(label.get_fontproperties()) == str(path)
+    if fonts.faces_supported():  # the chosen face of a collection, not just the file
+        assert font_manager.findfont(label.get_fontproperties()).face_index == find_cjk_face().face_index
     # DejaVu Sans alone has no such glyphs: matplotlib warns and draws boxes, a different picture
     boxes, caught_boxes, _ = render_text(CJK, family="DejaVu Sans")
     assert any("missing from font" in m for m in caught_boxes)
@@ -186,4 +190,68 @@ def test_the_cjk_font_is_used_for_chinese_tokens(result):
     chinese = [t for t in labels if any("\u4e00" <= c <= "\u9fff" for c in t.get_text())]
     assert chinese, "the test model should produce Chinese target tokens"
     assert {str(font_manager.findfont(t.get_fontproperties())) for t in chinese} == {str(path)}
+    if fonts.faces_supported():
+        assert {font_manager.findfont(t.get_fontproperties()).face_index for t in chinese} == {
+            find_cjk_face().face_index}
     assert matplotlib.rcParams["font.sans-serif"][0] == name
+
+
+@pytest.fixture
+def fresh_font_choice(monkeypatch):
+    """find_cjk_face() chosen again under this test's environment (and again after it, under the real one)."""
+    monkeypatch.delenv("ROSETTA_CJK_FONT", raising=False)
+    find_cjk_face.cache_clear()
+    yield
+    monkeypatch.undo()
+    find_cjk_face.cache_clear()
+
+
+def test_the_packaged_font_is_chosen_and_draws_chinese(fresh_font_choice):
+    """With no $ROSETTA_CJK_FONT, the font is the one pip installs (noto-cjk-sans-otc), not a system file, and its
+    Simplified Chinese face draws Chinese: no glyph is missing, and 学 has the SC shape, not the JP one."""
+    from matplotlib import font_manager
+
+    packaged = Path(str(noto_cjk_sans_otc.FONT_PATH)).resolve()
+    assert packaged.is_file() and fonts.packaged_font().resolve() == packaged
+    assert fonts.covers(packaged) and fonts.candidate_files()[0] == packaged
+    font = find_cjk_face()
+    assert font.path == packaged == find_cjk_font()
+    if fonts.faces_supported():  # matplotlib >= 3.11 reads a chosen face of a .ttc
+        assert (font.face_index, font.name) == (2, "Noto Sans CJK SC")
+    else:  # older: face 0, the Japanese one, which still has every Han glyph
+        assert (font.face_index, font.name) == (0, "Noto Sans CJK JP")
+    assert use_cjk_font() == font.name == matplotlib.rcParams["font.sans-serif"][0]
+
+    pixels, caught, label = render_text(CJK)
+    assert not [m for m in caught if "missing" in m.lower()], caught
+    assert font_manager.findfont(label.get_fontproperties()) == str(packaged)
+    assert (pixels < 128).any(axis=2).mean() > 0.01  # ink: four big characters, not nothing
+    boxes, caught_boxes, _ = render_text(CJK, family="DejaVu Sans")
+    assert any("Glyph" in m and "missing from font" in m for m in caught_boxes)  # the check can fail
+    assert not np.array_equal(pixels, boxes)
+    if fonts.faces_supported():
+        assert font_manager.findfont(label.get_fontproperties()).face_index == 2
+        # 学 is drawn differently in China and Japan: the default font gives the SC picture
+        xue, _, _ = render_text("学")
+        sc, _, _ = render_text("学", family="Noto Sans CJK SC")
+        jp, _, _ = render_text("学", family="Noto Sans CJK JP")
+        assert np.array_equal(xue, sc) and not np.array_equal(sc, jp)
+
+
+def test_rosetta_cjk_font_comes_first_and_must_cover_cjk(fresh_font_choice, monkeypatch):
+    from matplotlib import font_manager
+
+    dejavu = Path(font_manager.findfont(font_manager.FontProperties(family="DejaVu Sans"))).resolve()
+    monkeypatch.setenv("ROSETTA_CJK_FONT", str(dejavu))
+    assert fonts.candidate_files()[0] == dejavu
+    assert not fonts.covers(dejavu, "学")
+    assert find_cjk_font() == fonts.packaged_font().resolve()  # DejaVu has no Han glyphs: the next one is used
+
+
+def test_without_face_support_the_first_face_is_used(monkeypatch):
+    """What an older matplotlib (< 3.11, no face_index) gets: face 0 of the collection."""
+    path = fonts.packaged_font()
+    if fonts.faces_supported():
+        assert fonts.chinese_face(path) == 2
+    monkeypatch.setattr(fonts, "faces_supported", lambda: False)
+    assert fonts.chinese_face(path) == 0
