@@ -344,10 +344,9 @@ def test_plot_embeddings_writes_a_png(lm_run, tmp_path):
 
 def test_cjk_labels_are_drawn_with_a_cjk_font(tmp_path, recwarn):
     from rosetta.view.embeddings import plot_embeddings
-    from rosetta.view.fonts import find_cjk_font
+    from rosetta.view.fonts import INSTALL_HINT, find_cjk_font
 
-    if find_cjk_font() is None:
-        pytest.skip("no CJK font installed")
+    assert find_cjk_font() is not None, f"no CJK font found: {INSTALL_HINT}"
     coords, share = pca_2d(torch.randn(4, 8, generator=torch.Generator().manual_seed(0)))
     out = plot_embeddings(coords, ["我", "学生", "▁the", "。"], share, tmp_path / "zh.png", "中文")
     assert out.read_bytes()[:4] == b"\x89PNG"

@@ -14,8 +14,10 @@ from rosetta.train.recipe import Recipe, TrainSection, load_recipe
 
 
 def recipe(**train):
+    """fp32 pinned: ``auto`` would pick bf16 on CPUs with AVX-512 BF16/AMX, and these tests compare numbers
+    (bf16 training has tests of its own in test_precision.py)."""
     base = dict(max_steps=20, lr=3e-3, warmup_steps=5, eval_every=10, save_every=10, bleu_every=0,
-                log_every=5, keep_last=2, average_last=1, seed=3)
+                log_every=5, keep_last=2, average_last=1, seed=3, precision="fp32")
     return Recipe(train=TrainSection(**{**base, **train}))
 
 

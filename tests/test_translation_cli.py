@@ -65,6 +65,7 @@ save_every = 150
 average_last = 1
 log_every = 50
 seed = 0
+precision = "fp32"
 [decode]
 beam = 1
 """, encoding="utf-8")
