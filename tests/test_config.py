@@ -95,7 +95,8 @@ def test_small_models_match_the_count_formula(overrides):
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(d_model=10, n_heads=3), r"d_model=10 is not divisible by n_heads=3"),
-    (dict(positional="alibi"), r"positional='alibi' is not one of \('sinusoidal', 'learned', 'rope', 'none'\)"),
+    (dict(positional="alibi"),
+     r"positional='alibi' is not one of \('sinusoidal', 'learned', 'rope', 'none', 'relative'\)"),
     (dict(norm="batchnorm"), r"norm='batchnorm' is not one of"),
     (dict(activation="tanh"), r"activation='tanh' is not one of"),
     (dict(share_embeddings=True, src_vocab_size=100, tgt_vocab_size=90),

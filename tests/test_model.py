@@ -228,3 +228,21 @@ def test_bad_inputs_raise_clear_errors():
     learned(src, tgt[:, :4])
     with pytest.raises(ValueError, match=r"longer than the learned position table \(max_len=8\)"):
         learned(torch.randint(3, V, (1, 9)), tgt[:1])
+
+
+@pytest.mark.parametrize("scale_embeddings, expected_std", [(True, 64**-0.5), (False, 1.0)])
+def test_token_embeddings_enter_with_unit_variance(scale_embeddings, expected_std):
+    """init_weights: N(0, d^-½) token vectors times the √d scale, or N(0, 1) vectors when there is no scale (T5);
+    either way a token enters the residual stream with unit variance. The relative-bias table stays N(0, d^-½)."""
+    torch.manual_seed(0)
+    config = ModelConfig(src_vocab_size=3000, tgt_vocab_size=3000, d_model=64, n_heads=4, d_ff=128,
+                         n_encoder_layers=1, n_decoder_layers=1, scale_embeddings=scale_embeddings,
+                         positional="relative", share_embeddings=True)
+    model = Transformer(config)
+    token = model.src_embed.token.weight
+    assert token.std().item() == pytest.approx(expected_std, rel=0.02)
+    vectors = model.src_embed.token(torch.arange(3000)) * model.src_embed.scale
+    assert vectors.pow(2).mean().item() == pytest.approx(1.0, rel=0.03)
+    tables = [m.weight for name, m in model.named_modules() if isinstance(m, torch.nn.Embedding) and m is not
+              model.src_embed.token and m is not model.tgt_embed.token]
+    assert tables and all(t.std().item() < 0.3 for t in tables)  # bias tables: N(0, 64^-½) = 0.125

@@ -56,7 +56,7 @@ class LanguageModel(nn.Module):
         self.config = config
         self.embed = Embeddings(config.tgt_vocab_size, config)
         # a GPT layer is an encoder layer (self-attention, feed-forward) run under a causal mask
-        self.decoder = LayerStack(config, config.n_decoder_layers, EncoderLayer)
+        self.decoder = LayerStack(config, config.n_decoder_layers, EncoderLayer, causal=True)
         self.output = nn.Linear(config.d_model, config.tgt_vocab_size, bias=False)
         init_weights(self, config)
         if config.tie_output:

@@ -3,6 +3,9 @@
     src ids (B, S) ─ Embeddings ─ Encoder (N × EncoderLayer) ─────────────── memory (B, S, D)
                                                                                    │
     tgt ids (B, T) ─ Embeddings ─ Decoder (N × DecoderLayer, masked, cross-attn) ─ Linear ─ logits (B, T, V)
+
+T5 (``rosetta.models.t5``) is this model with flags: relative position bias, unscaled attention, RMSNorm Pre-LN,
+no biases, one shared embedding, and (tied) the decoder output × d_model^-½ before the Linear.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ class Decoder(LayerStack):
     """The decoder stack: N × (masked self-attention, cross-attention, feed-forward)."""
 
     def __init__(self, config: ModelConfig):
-        super().__init__(config, config.n_decoder_layers, DecoderLayer)
+        super().__init__(config, config.n_decoder_layers, DecoderLayer, causal=True)
 
 
 def as_key_mask(
@@ -52,6 +55,9 @@ class Transformer(nn.Module):
     ``forward(src, tgt_in)`` is teacher forcing: src (B, S) and tgt_in (B, T) token ids → logits (B, T, V),
     position t predicting tgt token t+1. ``encode`` + ``start_decoding`` + ``decode_step`` decode
     incrementally with key/value caches.
+
+    T5 starts the decoder with its pad token (``bos_id == pad_id``): the first target position is then a real
+    token, not padding, for the decoder's padding mask.
     """
 
     def __init__(self, config: ModelConfig):
@@ -63,11 +69,19 @@ class Transformer(nn.Module):
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
         self.output = nn.Linear(config.d_model, config.tgt_vocab_size, bias=False)
+        self.output_scale = config.d_model**-0.5 if config.scale_decoder_output else None
         init_weights(self, config)
         if config.tie_output:
             self.output.weight = self.tgt_embed.token.weight
 
     num_parameters = num_parameters
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Decoder output (B, T, D) → logits (B, T, V) = hidden W_outᵀ, or (T5, ``scale_decoder_output``)
+        (hidden · d_model^-½) W_outᵀ."""
+        if self.output_scale is not None:
+            hidden = hidden * self.output_scale
+        return self.output(hidden)
 
     def encode(
         self, src: torch.Tensor, src_mask: torch.Tensor | None = None, need_weights: bool = False
@@ -89,12 +103,15 @@ class Transformer(nn.Module):
         """Teacher-forced decoder: tgt_in (B, T) → logits (B, T, V). Default mask: causal ∧ padding."""
         self.tgt_embed.check_ids(tgt_in)
         if tgt_mask is None:
-            tgt_mask = causal_mask(tgt_in.shape[1], tgt_in.device) & padding_mask(tgt_in, self.config.pad_id)
+            keys = padding_mask(tgt_in, self.config.pad_id)  # (B, 1, 1, T)
+            if self.config.bos_id == self.config.pad_id:  # T5: the start token is the pad id, yet real
+                keys[..., 0] = True
+            tgt_mask = causal_mask(tgt_in.shape[1], tgt_in.device) & keys
         else:
             check_mask(tgt_mask, tgt_in.shape[0], self.config.n_heads, tgt_in.shape[1], tgt_in.shape[1])
         x, attention = self.decoder(self.tgt_embed(tgt_in), tgt_mask, memory, memory_mask,
                                     need_weights=need_weights)
-        return self.output(x), attention
+        return self.logits(x), attention
 
     def forward(
         self,
@@ -131,4 +148,5 @@ class Transformer(nn.Module):
         """Feed the next target tokens (B, t) (usually t = 1) → logits (B, t, V); ``state`` advances by t.
 
         Keys and values of earlier steps come from the cache, so a step costs O(t), not O(prefix)."""
-        return decode_step(self.tgt_embed, self.decoder, self.output, tokens, state, need_weights)
+        output = self.output if self.output_scale is None else self.logits
+        return decode_step(self.tgt_embed, self.decoder, output, tokens, state, need_weights)

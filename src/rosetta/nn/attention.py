@@ -4,6 +4,8 @@
     MultiHead(Q, K, V) = Concat(head_1, …, head_h) W^O,  head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)
 
 Masks are boolean and mean "may attend": ``mask[b, h, i, j]`` is True when query i may look at key j.
+Two variants (T5): an additive position bias on the logits, softmax(s · Q Kᵀ + bias) V, and another scale s
+than 1/√d_k (T5 uses s = 1 and folds 1/√d_k into the initialisation of W^Q).
 Shapes: B batch, H heads, Tq query length, Tk key length, d_k query/key size, d_v value size.
 """
 
@@ -49,27 +51,40 @@ def scaled_dot_product_attention(
     mask: torch.Tensor | None = None,
     dropout_p: float = 0.0,
     need_weights: bool = False,
+    position_bias: torch.Tensor | None = None,
+    scale: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """softmax(Q Kᵀ / √d_k) V.
+    """softmax(Q Kᵀ / √d_k) V, or with a position bias and a scale s: softmax(s · Q Kᵀ + bias) V.
 
     q: (B, H, Tq, d_k), k: (B, H, Tk, d_k), v: (B, H, Tk, d_v), mask: bool broadcastable to
-    (B, H, Tq, Tk), True = may attend. Returns the output (B, H, Tq, d_v) and, when ``need_weights``,
-    the attention weights (B, H, Tq, Tk) (else None). A query whose keys are all masked gets a zero
-    output and zero weights instead of NaN.
+    (B, H, Tq, Tk), True = may attend. position_bias: float broadcastable to (B, H, Tq, Tk), added to the
+    logits (T5's relative position bias, (1, H, Tq, Tk)). scale: s (None = 1/√d_k; T5: 1.0). Returns the
+    output (B, H, Tq, d_v) and, when ``need_weights``, the attention weights (B, H, Tq, Tk) (else None). A
+    query whose keys are all masked gets a zero output and zero weights instead of NaN.
 
     With ``need_weights=False`` the fused kernel of PyTorch runs (FlashAttention or memory-efficient
-    attention on a GPU); with ``need_weights=True`` the explicit formula runs, so the weights exist.
+    attention on a GPU; a position bias goes in as its float ``attn_mask``, the boolean mask folded in as
+    the dtype's most negative number); with ``need_weights=True`` the explicit formula runs, so the weights
+    exist.
     """
     if mask is not None:
         check_mask(mask, q.shape[0], q.shape[1], q.shape[2], k.shape[2])
     if not need_weights:
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        attn_mask = mask
+        if position_bias is not None:
+            attn_mask = position_bias.to(q.dtype)
+            if mask is not None:  # (B|1, H, Tq, Tk): the bias where attending is allowed, "−∞" elsewhere
+                attn_mask = attn_mask.masked_fill(~mask, torch.finfo(q.dtype).min)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, scale=scale)
         if mask is not None:
             # Kernels disagree on fully masked rows (NaN or mean of V); the definition here is zero.
             out = out.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
         return out, None
 
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, H, Tq, Tk)
+    scores = q @ k.transpose(-2, -1)  # (B, H, Tq, Tk)
+    scores = scores / math.sqrt(q.shape[-1]) if scale is None else scores * scale
+    if position_bias is not None:
+        scores = scores + position_bias
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = torch.softmax(scores, dim=-1)
@@ -131,7 +146,8 @@ class MultiHeadAttention(nn.Module):
 
     Self-attention (``cross=False``) uses one fused projection x → [Q; K; V]; cross-attention
     (``cross=True``) projects queries from x and keys/values, fused, from the encoder memory.
-    d_k and d_v default to d_model / n_heads and may differ from each other.
+    d_k and d_v default to d_model / n_heads and may differ from each other. ``scale`` multiplies the
+    logits Q Kᵀ (None = 1/√d_k; T5: 1.0).
     """
 
     def __init__(
@@ -144,6 +160,7 @@ class MultiHeadAttention(nn.Module):
         bias: bool = True,
         cross: bool = False,
         rotary: RotaryEmbedding | None = None,
+        scale: float | None = None,
     ):
         super().__init__()
         if d_k is None or d_v is None:
@@ -158,6 +175,7 @@ class MultiHeadAttention(nn.Module):
         self.dropout = dropout
         self.cross = cross
         self.rotary = rotary
+        self.scale = scale
         q_size, v_size = n_heads * self.d_k, n_heads * self.d_v
         if cross:
             self.q_proj = nn.Linear(d_model, q_size, bias=bias)
@@ -186,9 +204,10 @@ class MultiHeadAttention(nn.Module):
         mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
         need_weights: bool = False,
+        position_bias: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x: (B, T, D) queries' source; memory: (B, S, D) for cross-attention; mask as in
-        ``scaled_dot_product_attention`` over the keys seen (cache included).
+        """x: (B, T, D) queries' source; memory: (B, S, D) for cross-attention; mask and position_bias
+        (1, H, T, Tk) as in ``scaled_dot_product_attention`` over the keys seen (cache included).
         Returns (B, T, D) and the weights (B, H, T, Tk) or None."""
         if self.cross:
             q = self._heads(self.q_proj(x), self.d_k)
@@ -210,7 +229,8 @@ class MultiHeadAttention(nn.Module):
             if cache is not None:
                 k, v = cache.append(k, v)
         dropout_p = self.dropout if self.training else 0.0
-        out, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p, need_weights)
+        out, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p, need_weights, position_bias,
+                                                    self.scale)
         b, _, t, _ = out.shape
         out = out.transpose(1, 2).reshape(b, t, self.n_heads * self.d_v)  # merge heads: (B, T, H·d_v)
         return self.out_proj(out), weights

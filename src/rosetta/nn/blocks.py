@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rosetta.nn.attention import KVCache, MultiHeadAttention
-from rosetta.nn.config import ModelConfig
+from rosetta.nn.config import GATED_ACTIVATIONS, ModelConfig
 from rosetta.nn.positional import (
     LearnedPositionalEmbedding,
     RotaryEmbedding,
@@ -24,7 +24,12 @@ from rosetta.nn.positional import (
 
 
 class RMSNorm(nn.Module):
-    """RMSNorm(x) = x / √(mean(x²) + ε) · g  (Zhang & Sennrich, 2019): LayerNorm without centring."""
+    """RMSNorm(x) = x / √(mean(x²) + ε) · g  (Zhang & Sennrich, 2019): LayerNorm without centring.
+
+    No mean subtraction and no bias: T5's "T5LayerNorm" (ε = 1e-6) is this formula. The mean of squares and
+    the division run in float32 whatever the input's dtype (bf16/fp16 would lose the small ε and overflow
+    x²); the result goes back to the input's dtype before the gain g.
+    """
 
     def __init__(self, d_model: int, eps: float = 1e-6):
         super().__init__()
@@ -32,7 +37,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(d_model))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+        x32 = x.float()
+        return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype) * self.weight
 
 
 def make_norm(config: ModelConfig) -> nn.Module:
@@ -46,8 +52,9 @@ class FeedForward(nn.Module):
     """Position-wise feed-forward network, applied to each position alike (§3.3).
 
     relu/gelu: FFN(x) = act(x W1 + b1) W2 + b2
-    swiglu:    FFN(x) = (SiLU(x W1) ⊙ x W3) W2   (Shazeer, 2020)
-    (B, T, D) → (B, T, D) through a hidden size d_ff.
+    swiglu:    FFN(x) = (SiLU(x W1) ⊙ x W3) W2          (Shazeer, 2020)
+    geglu:     FFN(x) = (GELU_tanh(x W1) ⊙ x W3) W2     (Shazeer, 2020; T5 v1.1's "gated-gelu", tanh GELU)
+    (B, T, D) → (B, T, D) through a hidden size d_ff. For T5: W1 = wi / wi_0, W3 = wi_1, W2 = wo.
     """
 
     def __init__(self, config: ModelConfig):
@@ -55,7 +62,8 @@ class FeedForward(nn.Module):
         self.activation = config.activation
         self.w1 = nn.Linear(config.d_model, config.d_ff, bias=config.bias)
         self.w2 = nn.Linear(config.d_ff, config.d_model, bias=config.bias)
-        self.w3 = nn.Linear(config.d_model, config.d_ff, bias=config.bias) if self.activation == "swiglu" else None
+        gated = self.activation in GATED_ACTIVATIONS
+        self.w3 = nn.Linear(config.d_model, config.d_ff, bias=config.bias) if gated else None
         self.dropout = nn.Dropout(config.activation_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -66,8 +74,10 @@ class FeedForward(nn.Module):
             h = F.gelu(h)
         elif self.activation == "gelu_tanh":
             h = F.gelu(h, approximate="tanh")
-        else:  # swiglu
+        elif self.activation == "swiglu":
             h = F.silu(h) * self.w3(x)
+        else:  # geglu
+            h = F.gelu(h, approximate="tanh") * self.w3(x)
         return self.w2(self.dropout(h))
 
 
@@ -137,6 +147,7 @@ class TransformerLayer(nn.Module):
     Post-LN (the paper): x = Norm(x + Dropout(Sublayer(x)))
     Pre-LN:              x = x + Dropout(Sublayer(Norm(x)))
     x: (B, T, D); memory: (B, S, D). Returns x and a dict with the attention weights when asked.
+    position_bias (1, H, T, Tk), from the stack (T5), is added to the self-attention logits only.
     """
 
     def __init__(self, config: ModelConfig, cross_attention: bool):
@@ -144,7 +155,8 @@ class TransformerLayer(nn.Module):
         self.norm_first = config.norm_first
         rotary = RotaryEmbedding(config.head_dim_k) if config.positional == "rope" else None
         mha = dict(d_model=config.d_model, n_heads=config.n_heads, d_k=config.d_k, d_v=config.d_v,
-                   dropout=config.attention_dropout, bias=config.bias)
+                   dropout=config.attention_dropout, bias=config.bias,
+                   scale=None if config.scale_attention else 1.0)
         self.self_attn = MultiHeadAttention(**mha, rotary=rotary)
         self.self_attn_norm = make_norm(config)
         self.cross_attn = MultiHeadAttention(**mha, cross=True) if cross_attention else None
@@ -168,10 +180,12 @@ class TransformerLayer(nn.Module):
         memory_mask: torch.Tensor | None = None,
         cache: LayerCache | None = None,
         need_weights: bool = False,
+        position_bias: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         attention: dict[str, torch.Tensor] = {}
         x, w = self._residual(x, self.self_attn_norm, lambda h: self.self_attn(
-            h, mask=self_mask, cache=cache.self_attn if cache else None, need_weights=need_weights))
+            h, mask=self_mask, cache=cache.self_attn if cache else None, need_weights=need_weights,
+            position_bias=position_bias))
         if w is not None:
             attention["self"] = w
         if self.cross_attn is not None:

@@ -1,7 +1,8 @@
 """ModelConfig: every size and variant of the model in one dataclass (JSON round-trip, presets).
 
 Variants are flags here, not copies of the model: post-LN (the paper) or pre-LN, LayerNorm or RMSNorm,
-ReLU / GELU / SwiGLU, sinusoidal / learned / rotary positions, tied or separate embeddings.
+ReLU / GELU / SwiGLU / GEGLU, sinusoidal / learned / rotary / relative (T5) positions, scaled or unscaled
+attention logits, tied or separate embeddings.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import Any
 
 from rosetta.special_tokens import BOS_ID, EOS_ID, PAD_ID
 
-POSITIONALS = ("sinusoidal", "learned", "rope", "none")
+POSITIONALS = ("sinusoidal", "learned", "rope", "none", "relative")
 NORMS = ("layernorm", "rmsnorm")
-ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "swiglu")
+ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "swiglu", "geglu")
+GATED_ACTIVATIONS = ("swiglu", "geglu")  # a second input projection W3 gates the hidden units
 
 # name → sizes; vocabularies and ids are the caller's (they come from the tokenizer).
 PRESETS: dict[str, dict[str, Any]] = {
@@ -36,6 +38,15 @@ class ModelConfig:
     x = x + Sublayer(Norm(x)) with a final norm after each stack.
     share_embeddings: source and target use one embedding table (needs one shared vocabulary).
     tie_output: the output projection reuses the target embedding matrix (§3.4).
+
+    T5 (Raffel et al., 2020; ``rosetta.models.t5.t5_config``):
+    positional="relative": no position vectors; each stack learns a bias per head and per bucket of key − query
+    offsets, added to its self-attention logits (``relative_buckets`` buckets, log-spaced up to
+    ``relative_max_distance``; see ``rosetta.nn.positional.relative_position_bucket``).
+    scale_attention: True = softmax(Q Kᵀ / √d_k) (the paper); False = softmax(Q Kᵀ) (T5, which folds 1/√d_k
+    into the initialisation of W^Q — ``init_weights`` does the same).
+    scale_decoder_output: multiply the decoder's output by d_model^-½ before the output projection (T5 with a
+    tied output layer; T5 v1.1, untied, does not). Read by the encoder–decoder only.
     """
 
     src_vocab_size: int = 32000
@@ -66,6 +77,10 @@ class ModelConfig:
     tie_output: bool = True
     type_vocab_size: int = 0
     init_std: float | None = None
+    relative_buckets: int = 32
+    relative_max_distance: int = 128
+    scale_attention: bool = True
+    scale_decoder_output: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -85,6 +100,14 @@ class ModelConfig:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not one of {allowed}")
         if self.positional == "rope" and self.head_dim_k % 2:
             raise ValueError(f"rotary positions need an even d_k, got {self.head_dim_k}")
+        # the encoder's (bidirectional) table splits the buckets in two halves, each with exact and log buckets
+        if self.relative_buckets < 4:
+            raise ValueError(f"relative_buckets must be at least 4, got {self.relative_buckets}")
+        if self.relative_max_distance <= self.relative_buckets // 2:
+            raise ValueError(
+                f"relative_max_distance={self.relative_max_distance} must exceed the "
+                f"{self.relative_buckets // 2} exact buckets of relative_buckets={self.relative_buckets}"
+            )
         for p in ("dropout", "attention_dropout", "activation_dropout"):
             if not 0.0 <= getattr(self, p) < 1.0:
                 raise ValueError(f"{p} must be in [0, 1), got {getattr(self, p)}")

@@ -1,6 +1,6 @@
 """Positional information: attention by itself does not know word order.
 
-Three ways to give it, chosen by ``ModelConfig.positional``:
+Four ways to give it, chosen by ``ModelConfig.positional``:
 
 * ``"sinusoidal"`` — the fixed table of "Attention Is All You Need" (§3.5), added to the embeddings:
 
@@ -10,6 +10,8 @@ Three ways to give it, chosen by ``ModelConfig.positional``:
 * ``"learned"`` — a trainable table of ``max_len`` vectors (BERT, GPT-2), added to the embeddings.
 * ``"rope"`` — rotary position embedding (Su et al., 2021): queries and keys are rotated in pairs of
   dimensions by an angle proportional to the position, so q·k depends on the relative offset only.
+* ``"relative"`` — T5's relative position bias (Raffel et al., 2020, §2.1): a learned scalar per head and
+  per bucket of key − query offsets, added to the attention logits; nothing is added to the embeddings.
 """
 
 from __future__ import annotations
@@ -100,6 +102,70 @@ class RotaryEmbedding(nn.Module):
         x1, x2 = x.chunk(2, dim=-1)
         rotated_half = torch.cat([-x2, x1], dim=-1)
         return x * cos + rotated_half * sin
+
+
+def relative_position_bucket(
+    relative_position: torch.Tensor, bidirectional: bool = True, num_buckets: int = 32, max_distance: int = 128
+) -> torch.Tensor:
+    """T5's bucket id (LongTensor, same shape) of every key − query offset in ``relative_position``.
+
+    Bidirectional (encoder): offsets > 0 (keys after the query) get the upper half of the buckets, the others
+    the lower half, and n = |offset|. Causal (decoder): n = max(−offset, 0), so every offset > 0 (a key the
+    causal mask hides anyway) falls into bucket 0. Within its N buckets (N = num_buckets, or half of it when
+    bidirectional), with E = N // 2 exact buckets:
+
+        bucket(n) = n                                                                  if n < E
+        bucket(n) = min(N − 1, E + ⌊ ln(n / E) / ln(max_distance / E) · (N − E) ⌋)      otherwise
+
+    so small offsets are told apart exactly, larger ones share log-spaced buckets, and every n ≥ max_distance
+    shares the last one. Computed in float32, as T5 (Mesh TensorFlow) and Hugging Face do, so the bucket edges
+    agree with theirs.
+    """
+    given = num_buckets
+    if bidirectional:
+        num_buckets //= 2
+    max_exact = num_buckets // 2
+    if max_exact < 1 or max_distance <= max_exact:
+        raise ValueError(
+            f"relative_position_bucket(bidirectional={bidirectional}) needs num_buckets >= "
+            f"{4 if bidirectional else 2} and max_distance > its {max(max_exact, 1)} exact buckets, "
+            f"got num_buckets={given}, max_distance={max_distance}"
+        )
+    bucket = torch.zeros_like(relative_position)
+    if bidirectional:
+        bucket = bucket + (relative_position > 0).long() * num_buckets  # keys after the query: upper half
+        n = relative_position.abs()
+    else:
+        n = (-relative_position).clamp(min=0)
+    # log-spaced buckets for n ≥ E (n is clamped first only so that ln(0) is never evaluated)
+    log_ratio = torch.log(n.clamp(min=max_exact).float() / max_exact) / math.log(max_distance / max_exact)
+    large = (max_exact + (log_ratio * (num_buckets - max_exact)).long()).clamp(max=num_buckets - 1)
+    return bucket + torch.where(n < max_exact, n, large)
+
+
+class RelativePositionBias(nn.Module):
+    """T5's learned relative position bias: one scalar per (bucket, head), added to the attention logits,
+
+        logits[b, h, i, j] = q_i · k_j + table[bucket(j − i), h]        (bucket: ``relative_position_bucket``)
+
+    One table of shape (num_buckets, H) per stack, shared by all the stack's layers (the encoder's is
+    bidirectional, the decoder's causal). Queries sit at positions offset … offset+Tq−1 (offset = positions
+    already in the key/value cache), keys at 0 … Tk−1. Returns the bias (1, H, Tq, Tk).
+    """
+
+    def __init__(self, n_heads: int, num_buckets: int = 32, max_distance: int = 128, bidirectional: bool = True):
+        super().__init__()
+        self.num_buckets = num_buckets
+        self.max_distance = max_distance
+        self.bidirectional = bidirectional
+        self.table = nn.Embedding(num_buckets, n_heads)
+
+    def forward(self, query_len: int, key_len: int, offset: int = 0) -> torch.Tensor:
+        device = self.table.weight.device
+        query = torch.arange(offset, offset + query_len, device=device)[:, None]  # (Tq, 1)
+        key = torch.arange(key_len, device=device)[None, :]  # (1, Tk)
+        buckets = relative_position_bucket(key - query, self.bidirectional, self.num_buckets, self.max_distance)
+        return self.table(buckets).permute(2, 0, 1).unsqueeze(0)  # (Tq, Tk, H) → (1, H, Tq, Tk)
 
 
 def embedding_scale(d_model: int) -> float:

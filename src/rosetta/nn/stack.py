@@ -1,6 +1,7 @@
 """What every arrangement shares: a stack of layers, the incremental decoding state and step, initialisation.
 
-    LayerStack    N × TransformerLayer, then a final norm for Pre-LN (encoder, decoder, GPT, BERT stacks)
+    LayerStack    N × TransformerLayer, then a final norm for Pre-LN (encoder, decoder, GPT, BERT stacks); with
+                  T5's relative positions, the stack's one position-bias table, shared by its layers
     DecoderState  per-layer key/value caches + position offset, reordered by beam search
     decode_step   embed the next tokens at their positions → the stack with caches → output logits; the one
                   incremental step of the encoder–decoder and of the language model
@@ -8,23 +9,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from rosetta.nn.attention import causal_mask
+from rosetta.nn.attention import MultiHeadAttention, causal_mask
 from rosetta.nn.blocks import Embeddings, LayerCache, make_norm
 from rosetta.nn.config import ModelConfig
+from rosetta.nn.positional import RelativePositionBias
 
 
 class LayerStack(nn.Module):
-    """N layers in sequence, plus a final norm when the layers are Pre-LN (their output is not normalised)."""
+    """N layers in sequence, plus a final norm when the layers are Pre-LN (their output is not normalised).
 
-    def __init__(self, config: ModelConfig, n_layers: int, layer: type[nn.Module]):
+    With ``positional="relative"`` (T5) the stack owns one ``RelativePositionBias``, computed once per call
+    and added to every layer's self-attention logits; ``causal`` stacks (decoder, GPT) bucket the offsets
+    one-sided, the others (encoder) both ways.
+    """
+
+    def __init__(self, config: ModelConfig, n_layers: int, layer: type[nn.Module], causal: bool = False):
         super().__init__()
         self.layers = nn.ModuleList(layer(config) for _ in range(n_layers))
         self.final_norm = make_norm(config) if config.norm_first else None
+        self.relative_bias = None
+        if config.positional == "relative":
+            self.relative_bias = RelativePositionBias(config.n_heads, config.relative_buckets,
+                                                      config.relative_max_distance, bidirectional=not causal)
 
     def forward(
         self,
@@ -36,9 +48,13 @@ class LayerStack(nn.Module):
         need_weights: bool = False,
     ) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
         """x: (B, T, D) → (B, T, D), and per layer a dict of attention weights (empty unless asked)."""
+        bias = None
+        if self.relative_bias is not None:  # queries follow the cached positions; keys are cache + new
+            offset = caches[0].self_attn.length if caches else 0
+            bias = self.relative_bias(x.shape[1], offset + x.shape[1], offset)  # (1, H, T, offset + T)
         attention = []
         for i, layer in enumerate(self.layers):
-            x, weights = layer(x, self_mask, memory, memory_mask, caches[i] if caches else None, need_weights)
+            x, weights = layer(x, self_mask, memory, memory_mask, caches[i] if caches else None, need_weights, bias)
             attention.append(weights)
         if self.final_norm is not None:
             x = self.final_norm(x)
@@ -75,9 +91,12 @@ class DecoderState:
 
 def init_weights(model: nn.Module, config: ModelConfig) -> None:
     """Linear weights: Xavier uniform (as the paper's reference code and torch.nn.Transformer), biases 0.
-    Token embeddings: N(0, d_model^-½), so that after the √d_model scale they have unit variance (and a
+    Embedding tables: N(0, d_model^-½) — token vectors then have unit variance after the √d_model scale (and a
     tied output projection starts with small logits). With ``init_std`` (GPT/BERT style) every matrix is
-    N(0, init_std²) instead."""
+    N(0, init_std²) instead. Unscaled attention (``scale_attention=False``, T5) gets the 1/√d_k here instead:
+    W^Q is multiplied by d_k^-½, so the logits start as large as scaled attention's. Token embeddings that
+    are not scaled by √d_model (``scale_embeddings=False`` without ``init_std``: T5) are N(0, 1) instead."""
+    d = config.d_model
     for module in model.modules():
         if isinstance(module, nn.Linear):
             if config.init_std is not None:
@@ -87,8 +106,18 @@ def init_weights(model: nn.Module, config: ModelConfig) -> None:
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
-            std = config.init_std if config.init_std is not None else config.d_model**-0.5
-            nn.init.normal_(module.weight, std=std)
+            nn.init.normal_(module.weight, std=config.init_std if config.init_std is not None else d**-0.5)
+    if config.init_std is None and not config.scale_embeddings:
+        # No √d_model scale on the way in (T5): the token vectors themselves get unit variance, as T5 initialises
+        # them; a tied output layer then reads them with the decoder output × d_model^-½ (scale_decoder_output).
+        for module in model.modules():
+            if isinstance(module, Embeddings):
+                nn.init.normal_(module.token.weight, std=1.0)
+    if not config.scale_attention:
+        with torch.no_grad():
+            for attn in (m for m in model.modules() if isinstance(m, MultiHeadAttention)):
+                w_q = attn.q_proj.weight if attn.cross else attn.qkv_proj.weight[: attn.n_heads * attn.d_k]
+                w_q.mul_(attn.d_k**-0.5)
 
 
 def num_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -100,12 +129,13 @@ def num_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 def decode_step(
     embed: Embeddings,
     stack: LayerStack,
-    output: nn.Linear,
+    output: Callable[[torch.Tensor], torch.Tensor],
     tokens: torch.Tensor,
     state: DecoderState,
     need_weights: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
-    """Feed the next tokens (B, t) → logits (B, t, V); ``state`` advances by t.
+    """Feed the next tokens (B, t) → logits (B, t, V); ``state`` advances by t. ``output`` maps the stack's
+    (B, t, D) to logits (the output Linear, or a model's method that rescales first).
 
     The first call may feed a whole prompt (t > 1), later ones one token (t = 1): keys and values of earlier
     positions come from the cache, so a step costs O(t · prefix), not O(prefix²)."""

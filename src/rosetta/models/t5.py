@@ -1,0 +1,119 @@
+"""T5 (Raffel et al., 2020, "Exploring the Limits of Transfer Learning with a Unified Text-to-Text
+Transformer"): the encoder–decoder ``Transformer`` with flags, not another model.
+
+    src ids ─ shared Embedding ─ Encoder: N × Pre-RMSNorm (self-attn + rel. bias, FFN) ─ RMSNorm ─ memory
+    tgt ids ─ shared Embedding ─ Decoder: N × Pre-RMSNorm (causal self-attn + rel. bias, cross-attn, FFN) ─ RMSNorm
+                                 ─ [× d_model^-½ when tied] ─ Linear ─ logits
+
+What differs from the paper's Transformer, and the flag for it (``T5_LAYOUT``):
+
+* positions: no vectors added to the embeddings; a learned bias per head and bucket of key − query offsets
+  on the self-attention logits, one table per stack  (``positional="relative"``, ``relative_buckets``,
+  ``relative_max_distance``)
+* attention logits Q Kᵀ without 1/√d_k, folded into W^Q's initialisation instead  (``scale_attention=False``)
+* Pre-LN with RMSNorm (T5LayerNorm), ε 1e-6, a final norm in both stacks  (``norm_first``, ``norm="rmsnorm"``)
+* no bias in any Linear; embeddings not multiplied by √d_model; one embedding table for encoder and decoder
+* feed-forward: ReLU (T5) or gated GELU (T5 v1.1, ``activation="geglu"``)
+* output layer tied to the embedding with the decoder output × d_model^-½ (T5), or untied and unscaled
+  (T5 v1.1)  (``tie_output``, ``scale_decoder_output``)
+
+Token ids: ``t5_config`` keeps Rosetta's (pad 0, bos 1, eos 2, ``rosetta.special_tokens``). T5's own
+vocabulary starts the decoder with the pad token (pad = decoder start = 0, eos = 1); ``t5_config_from_hf``
+takes its ids, and the model then treats position 0 of a target as a real token (``bos_id == pad_id``).
+
+``t5_config_from_hf`` and ``t5_weights_from_hf`` read a Hugging Face T5 config and state dict (nothing is
+downloaded here); tests/test_t5.py checks the result against ``transformers``' ``T5ForConditionalGeneration``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from rosetta.nn.config import ModelConfig
+
+T5_LAYOUT: dict[str, Any] = dict(
+    positional="relative", relative_buckets=32, relative_max_distance=128, scale_attention=False,
+    norm="rmsnorm", norm_eps=1e-6, norm_first=True, activation="relu", bias=False, scale_embeddings=False,
+    embedding_norm=False, type_vocab_size=0, share_embeddings=True, tie_output=True,
+    dropout=0.1, attention_dropout=0.1, activation_dropout=0.1,
+)
+
+# Hugging Face ``feed_forward_proj`` → Rosetta activation ("gated-gelu" is T5 v1.1's tanh-GELU gate).
+FEED_FORWARD = {"relu": "relu", "gelu": "gelu", "gated-gelu": "geglu", "gated-silu": "swiglu"}
+
+
+def t5_config(vocab_size: int, **overrides: Any) -> ModelConfig:
+    """A ``ModelConfig`` with T5's layout, t5-small's sizes (the ``ModelConfig`` defaults: d_model 512, 8 heads
+    of 64, d_ff 2048, 6 + 6 layers) and ``vocab_size`` tokens shared by source and target.
+
+    ``scale_decoder_output`` follows ``tie_output`` unless given. T5 v1.1:
+    ``t5_config(v, activation="geglu", tie_output=False)``."""
+    merged = {**T5_LAYOUT, "src_vocab_size": vocab_size, "tgt_vocab_size": vocab_size, **overrides}
+    merged.setdefault("scale_decoder_output", merged["tie_output"])
+    return ModelConfig(**merged)
+
+
+def t5_config_from_hf(hf: Mapping[str, Any], **overrides: Any) -> ModelConfig:
+    """A Hugging Face T5 ``config.json`` (or ``T5Config.to_dict()``) → ``ModelConfig``, with T5's token ids
+    (pad = decoder start, eos).
+
+    Whether the output layer is tied: ``scale_decoder_outputs`` when present (transformers ≥ 5 keeps the
+    checkpoint's ``tie_word_embeddings`` there and forces the field itself to True), else
+    ``tie_word_embeddings``."""
+    projection = hf.get("feed_forward_proj", "relu")
+    if projection not in FEED_FORWARD:
+        raise ValueError(f"unsupported T5 feed_forward_proj={projection!r}; supported: {sorted(FEED_FORWARD)}")
+    tied = bool(hf.get("scale_decoder_outputs", hf.get("tie_word_embeddings", True)))
+    pad = hf.get("pad_token_id", 0)
+    start = hf.get("decoder_start_token_id")
+    fields = dict(
+        d_model=hf["d_model"], n_heads=hf["num_heads"], d_k=hf["d_kv"], d_v=hf["d_kv"], d_ff=hf["d_ff"],
+        n_encoder_layers=hf["num_layers"], n_decoder_layers=hf.get("num_decoder_layers") or hf["num_layers"],
+        relative_buckets=hf.get("relative_attention_num_buckets", 32),
+        relative_max_distance=hf.get("relative_attention_max_distance", 128),
+        norm_eps=hf.get("layer_norm_epsilon", 1e-6), activation=FEED_FORWARD[projection],
+        dropout=hf.get("dropout_rate", 0.1), attention_dropout=hf.get("dropout_rate", 0.1),
+        activation_dropout=hf.get("dropout_rate", 0.1), tie_output=tied, scale_decoder_output=tied,
+        pad_id=pad, bos_id=pad if start is None else start, eos_id=hf.get("eos_token_id", 1),
+    )
+    return t5_config(hf["vocab_size"], **{**fields, **overrides})
+
+
+def t5_weights_from_hf(state: Mapping[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
+    """A Hugging Face ``T5ForConditionalGeneration`` state dict → the state dict of ``Transformer(config)``
+    (load it with ``strict=True``).
+
+    q, k, v are concatenated into our fused ``qkv_proj`` (cross-attention: k, v into ``kv_proj``); the
+    relative bias of each stack's first block is the stack's one ``relative_bias`` table; the shared
+    embedding fills both of our embeddings (one tensor, ``share_embeddings``)."""
+    ours: dict[str, torch.Tensor] = {"src_embed.token.weight": state["shared.weight"],
+                                     "tgt_embed.token.weight": state["shared.weight"]}
+    ours["output.weight"] = state["shared.weight"] if config.tie_output else state["lm_head.weight"]
+    ff_in = {"w1": "wi_0", "w3": "wi_1"} if config.activation in ("geglu", "swiglu") else {"w1": "wi"}
+    for stack, n_layers in (("encoder", config.n_encoder_layers), ("decoder", config.n_decoder_layers)):
+        ours[f"{stack}.relative_bias.table.weight"] = state[
+            f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"]
+        ours[f"{stack}.final_norm.weight"] = state[f"{stack}.final_layer_norm.weight"]
+        for i in range(n_layers):
+            hf, me = f"{stack}.block.{i}.layer", f"{stack}.layers.{i}"
+            attn = f"{hf}.0.SelfAttention"
+            ours[f"{me}.self_attn.qkv_proj.weight"] = torch.cat(
+                [state[f"{attn}.q.weight"], state[f"{attn}.k.weight"], state[f"{attn}.v.weight"]])
+            ours[f"{me}.self_attn.out_proj.weight"] = state[f"{attn}.o.weight"]
+            ours[f"{me}.self_attn_norm.weight"] = state[f"{hf}.0.layer_norm.weight"]
+            ff = 1
+            if stack == "decoder":
+                cross = f"{hf}.1.EncDecAttention"
+                ours[f"{me}.cross_attn.q_proj.weight"] = state[f"{cross}.q.weight"]
+                ours[f"{me}.cross_attn.kv_proj.weight"] = torch.cat([state[f"{cross}.k.weight"],
+                                                                     state[f"{cross}.v.weight"]])
+                ours[f"{me}.cross_attn.out_proj.weight"] = state[f"{cross}.o.weight"]
+                ours[f"{me}.cross_attn_norm.weight"] = state[f"{hf}.1.layer_norm.weight"]
+                ff = 2
+            for mine, theirs in {**ff_in, "w2": "wo"}.items():
+                ours[f"{me}.feed_forward.{mine}.weight"] = state[f"{hf}.{ff}.DenseReluDense.{theirs}.weight"]
+            ours[f"{me}.feed_forward_norm.weight"] = state[f"{hf}.{ff}.layer_norm.weight"]
+    return ours
