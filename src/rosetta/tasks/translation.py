@@ -44,12 +44,7 @@ class TranslationTask:
                  resume: bool = False):
         self.recipe = recipe
         d, tcfg = recipe.data, recipe.tokenizer
-        train_pairs = load_pairs(recipe, "train", data_dir)
-        if d.max_train_examples:
-            train_pairs = train_pairs[: d.max_train_examples]
-        self.valid_pairs = [(s, t) for s, t in load_pairs(recipe, "valid", data_dir) if s.strip() and t.strip()]
-        if d.valid_size:
-            self.valid_pairs = self.valid_pairs[: d.valid_size]
+        train_pairs, self.valid_pairs = self._load_data(data_dir)
         saved = Path(run_dir) / TOKENIZER_DIR if run_dir else None
         if resume and saved and saved.exists():
             self.src_tok, self.tgt_tok = load_tokenizers(saved)
@@ -69,6 +64,15 @@ class TranslationTask:
         torch.manual_seed(recipe.train.seed)
         self.model = Transformer(self.config)
         self.device = torch.device("cpu")
+
+    def _load_data(self, data_dir: Path | None) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """(training pairs, validation pairs without empty sides), cut to the recipe's sizes."""
+        d = self.recipe.data
+        train_pairs = load_pairs(self.recipe, "train", data_dir)
+        if d.max_train_examples:
+            train_pairs = train_pairs[: d.max_train_examples]
+        valid_pairs = [(s, t) for s, t in load_pairs(self.recipe, "valid", data_dir) if s.strip() and t.strip()]
+        return train_pairs, valid_pairs[: d.valid_size] if d.valid_size else valid_pairs
 
     def _encode(self, pairs: list[tuple[str, str]], max_length: int | None) -> list[tuple[list[int], list[int]]]:
         src = self.src_tok.encode_batch([s for s, _ in pairs])
@@ -113,18 +117,22 @@ class TranslationTask:
         metrics = {"valid_loss": nll_sum / max(count, 1)}
         if full:
             n = self.recipe.train.bleu_sentences
-            sources = [s for s, _ in self.valid_ids[:n]]
-            refs = [t for _, t in self.valid_pairs[:n]]  # valid_ids and valid_pairs align (nothing dropped)
-            hyps = []
-            dec = self.recipe.decode
-            for start in range(0, len(sources), 100):
-                src = batching.pad(sources[start : start + 100], PAD_ID)
-                out = decode.greedy_search(model, src.to(self.device), max_len_ratio=dec.max_len_ratio,
-                                           max_len_offset=dec.max_len_offset)
-                hyps.extend(self.tgt_tok.decode(ids) for ids in out)
-            result = score(hyps, refs, self.recipe.data.tgt_lang)
+            # valid_ids and valid_pairs align (nothing is dropped from the validation pairs)
+            result = self.greedy_scores(model, self.valid_ids[:n], self.valid_pairs[:n], self.recipe.data.tgt_lang)
             metrics.update(bleu=result.bleu, chrf=result.chrf)
         return metrics
+
+    def greedy_scores(self, model: nn.Module, ids: list[tuple[list[int], list[int]]],
+                      pairs: list[tuple[str, str]], tgt_lang: str):
+        """Greedy-decode the sources of ``ids`` and score them against the references of ``pairs`` (sacreBLEU)."""
+        sources, refs, hyps = [s for s, _ in ids], [t for _, t in pairs], []
+        dec = self.recipe.decode
+        for start in range(0, len(sources), 100):
+            src = batching.pad(sources[start : start + 100], PAD_ID)
+            out = decode.greedy_search(model, src.to(self.device), max_len_ratio=dec.max_len_ratio,
+                                       max_len_offset=dec.max_len_offset)
+            hyps.extend(self.tgt_tok.decode(ids) for ids in out)
+        return score(hyps, refs, tgt_lang)
 
     def model_config(self) -> dict[str, Any]:
         d = self.recipe.data
