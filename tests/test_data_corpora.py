@@ -48,14 +48,15 @@ def no_env(monkeypatch, tmp_path):
 # ------------------------------------------------------------------------------------------------ registry
 def test_registry_entries_are_complete():
     names = [c.name for c in corpora.list_corpora()]
-    for name in ["multi30k", "tatoeba-en-zh", "tinyshakespeare", "sst2", "iwslt14-de-en", "wmt14-en-de"]:
+    for name in ["multi30k", "tatoeba-en-zh", "tinyshakespeare", "sst2", "iwslt14-de-en", "wmt14-en-de", "mnist"]:
         assert name in names
     for info in corpora.list_corpora():
-        assert info.task in ("translation", "text", "classification")
-        assert len(info.languages) == (2 if info.task == "translation" else 1)
+        assert info.task in ("translation", "text", "classification", "images")
+        assert len(info.languages) == {"translation": 2, "images": 0}.get(info.task, 1)
         for f in info.files:
             assert f.url and f.url.startswith(("http://", "https://"))
             assert f.sha256 is None or (len(f.sha256) == 64 and int(f.sha256, 16) >= 0)
+            assert all(len(h) == 64 and int(h, 16) >= 0 for h in f.arrays.values())
         for steps in info.clean.values():
             clean.check_steps(steps)
     assert "to_simplified" in corpora.get_corpus("tatoeba-en-zh").clean["zh"]

@@ -24,6 +24,7 @@ from rosetta.decode.translator import Translator, load
 from rosetta.models.encoder import EncoderModel, bert_config
 from rosetta.models.lm import LanguageModel, gpt_config
 from rosetta.models.pretrained import load_pretrained
+from rosetta.models.t5 import t5_config
 from rosetta.models.transformer import Transformer
 from rosetta.nn import attention, positional
 from rosetta.nn.attention import MultiHeadAttention, scaled_dot_product_attention
@@ -44,5 +45,6 @@ __all__ = [
     "load_pretrained",
     "positional",
     "scaled_dot_product_attention",
+    "t5_config",
 ]
 __version__ = "0.1.0"

@@ -5,9 +5,10 @@ commands to the app when imported here.
     view         attention, serve, plot positional, plot training
     families     generate, embed, neighbors, plot embeddings
     data         data list
+    classify     classify (pictures with an image model; the family decides)
 """
 
-from rosetta.cli import data, families, translation, view  # noqa: F401 — importing adds their commands
+from rosetta.cli import classify, data, families, translation, view  # noqa: F401 — importing adds their commands
 from rosetta.cli.app import app
 
 

@@ -58,3 +58,19 @@ def load_model(model: Path, device: str = "cpu"):
         return load_any(model, device=device)
     except (ValueError, FileNotFoundError, CheckpointError) as e:
         fail(str(e))
+
+
+def model_family(model: Path) -> str | None:
+    """The family of the model in ``model``, read from its config.json without loading any weights: a Rosetta
+    model, checkpoint or run directory says it ("translation" when it names none), a Hugging Face directory or
+    the pretrained name is an "encoder". None when there is no readable config (a wrong path): the loader then
+    says why it cannot load it."""
+    from rosetta import checkpoint as ckpt
+    from rosetta.models.pretrained import MINILM_NAMES, is_huggingface_dir
+
+    if str(model).lower() in MINILM_NAMES or is_huggingface_dir(model):
+        return "encoder"
+    try:
+        return ckpt.read_config(ckpt.resolve_model_dir(model)).get("family", "translation")
+    except (ckpt.CheckpointError, OSError, ValueError):
+        return None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from rosetta.cli.app import DataDir, app, fail, load_translator, read_lines
+from rosetta.cli.app import DataDir, app, fail, load_translator, model_family, read_lines
 
 
 @app.command()
@@ -56,32 +56,49 @@ def translate(
 @app.command()
 def evaluate(
     model: Path = typer.Option(..., "--model"),
-    corpus: str = typer.Option(None, "--corpus", help="A known corpus, e.g. multi30k."),
+    corpus: str = typer.Option(None, "--corpus", help="A known corpus, e.g. multi30k (mnist, digits: image models)."),
     split: str = typer.Option("test", "--split"),
     src: Path = typer.Option(None, "--src", help="Source file (instead of --corpus)."),
     ref: Path = typer.Option(None, "--ref", help="Reference file (instead of --corpus)."),
     beam: int = typer.Option(None, "--beam"),
     int8: bool = typer.Option(False, "--int8"),
-    limit: int = typer.Option(None, "--limit", help="Only the first N sentences."),
-    output: Path = typer.Option(None, "--output", help="Write the translations here."),
+    limit: int = typer.Option(None, "--limit", help="Only the first N sentences (images)."),
+    output: Path = typer.Option(None, "--output", help="Write the translations (predicted labels) here."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    tgt_lang_option: str = typer.Option(None, "--tgt-lang", help="Target language for BLEU's tokenizer with "
+                                        "--src/--ref (default: the model's; zh uses sacreBLEU's zh tokenizer)."),
     data_dir: Path = DataDir,
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
-    """BLEU and chrF (sacreBLEU, detokenised, target-language tokenizer) with the signature."""
+    """BLEU and chrF (sacreBLEU, detokenised, target-language tokenizer) with the signature; for an image model
+    (ViT), the accuracy on an image corpus split (--corpus mnist or digits)."""
     import time
+
+    if model_family(model) == "vit":
+        from rosetta.cli.vision import evaluate_images
+
+        given = {"--src": src, "--ref": ref, "--beam": beam, "--int8": int8}
+        evaluate_images(model, corpus, split, limit, output, as_json, data_dir, device,
+                        translation_only=[flag for flag, value in given.items() if value])
+        return
 
     from rosetta.tasks.metrics import score
 
     translator = load_translator(model, device, int8)
+    tgt_lang = translator.tgt_lang
     try:
         if corpus:
             from rosetta.tasks import load_eval_pairs
 
-            pairs = load_eval_pairs(corpus, split, translator.info, data_dir)
+            pairs, tgt_lang = load_eval_pairs(corpus, split, translator.info, data_dir)
             sources, refs = [s for s, _ in pairs], [t for _, t in pairs]
         elif src and ref:
             sources, refs = read_lines(src), read_lines(ref)
+            tgt_lang = tgt_lang_option or tgt_lang
+            if tgt_lang is None:  # a text-to-text model serves several target languages
+                tasks = [t["tgt_lang"] for t in translator.info.get("tasks", [])]
+                fail(f"this model translates into several languages ({', '.join(tasks)}): say which one the "
+                     "references are in with --tgt-lang (it picks BLEU's tokenizer), or use --corpus NAME")
         else:
             fail("give --corpus NAME [--split test] or both --src FILE and --ref FILE")
     except (ValueError, FileNotFoundError, RuntimeError) as e:
@@ -93,7 +110,7 @@ def evaluate(
     seconds = time.time() - start
     if output:
         output.write_text("\n".join(hyps) + "\n", encoding="utf-8")
-    result = score(hyps, refs, translator.tgt_lang)
+    result = score(hyps, refs, tgt_lang)
     if as_json:
         typer.echo(json.dumps({**result.to_dict(), "beam": beam or translator.decode_options.beam,
                                "seconds": round(seconds, 2), "int8": int8}))

