@@ -131,6 +131,29 @@ def plot_training(
         typer.echo(f"wrote {path}")
 
 
+@plot_app.command("relative-bias")
+def plot_relative_bias(
+    model: Path = typer.Option(..., "--model", help="A model with relative positions (T5 layout)."),
+    max_distance: int = typer.Option(40, "--max-distance", help="Offsets −M … M on the x axis."),
+    out: Path = typer.Option(Path("relative-bias"), "--out",
+                             help="A folder (gets relative-bias.png and .svg) or a .png/.svg/.pdf file."),
+) -> None:
+    """T5's learned relative position bias: per head, the bias added to a logit against key − query offset."""
+    from rosetta.view import plots
+
+    loaded = load_model(model)
+    stacks = {name: getattr(getattr(loaded.model, name, None), "relative_bias", None)
+              for name in ("encoder", "decoder")}
+    stacks = {name: bias for name, bias in stacks.items() if bias is not None}
+    if not stacks:
+        fail(f"{model} has no relative position bias (positional = {loaded.model.config.positional!r}); "
+             'train a model with positional = "relative", e.g. configs/t5-multitask.toml')
+    if max_distance < 1:
+        fail("--max-distance must be at least 1")
+    for path in plots.save_figure(plots.relative_bias_figure(stacks, max_distance), _target(out, "relative-bias")):
+        typer.echo(f"wrote {path}")
+
+
 def _target(out: Path, name: str) -> Path:
     """``out`` itself if it names a figure file, else ``out/name`` (both formats)."""
     return out if out.suffix.lower() in (".png", ".svg", ".pdf") else out / name

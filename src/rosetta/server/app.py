@@ -16,20 +16,17 @@ thread; an exception there becomes a 500 with its message, and the server carrie
 request models are local to ``create_app``, so the annotations must be the classes, not their names.)
 """
 
-import asyncio
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
-from fastapi.staticfiles import StaticFiles
+from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 from rosetta.server.batcher import Batcher
+from rosetta.server.common import STATIC, ModelFailed, model_app, rounded  # noqa: F401 — re-exported
 
-STATIC = Path(__file__).parent / "static"
 KINDS = ("encoder", "decoder", "cross")
 
 
@@ -111,13 +108,6 @@ def count_parameters(config) -> int:
         return Transformer(config).num_parameters()
 
 
-def rounded(maps: list, digits: int = 5) -> list:
-    """Nested lists of floats with fewer digits: the JSON is about 3× smaller, rows still sum to 1 ± 1e-4."""
-    if maps and isinstance(maps[0], float):
-        return [round(x, digits) for x in maps]
-    return [rounded(m, digits) for m in maps]
-
-
 HINTS = {"too_long": "a server limit; GET /v1/model lists them",
          "string_too_long": "a server limit; GET /v1/model lists them"}
 
@@ -145,14 +135,6 @@ def not_blank(text: str) -> str:
     return text
 
 
-class ModelFailed(Exception):
-    """Model work raised (or took too long); answered with ``status`` and the message, the server goes on."""
-
-    def __init__(self, message: str, status: int = 500):
-        super().__init__(message)
-        self.message, self.status = message, status
-
-
 def create_app(translator, settings: Settings | None = None) -> FastAPI:
     """A FastAPI app serving ``translator`` (a ``rosetta.Translator``); start it with uvicorn, or test it
     in-process with httpx's ASGITransport. The model thread stops when the app shuts down.
@@ -172,13 +154,6 @@ def create_app(translator, settings: Settings | None = None) -> FastAPI:
                       max_wait_ms=settings.max_wait_ms)
     TranslateRequest, AttentionRequest = request_models(settings)
 
-    async def lifespan(app: FastAPI):
-        yield
-        batcher.close()
-
-    app = FastAPI(title="Rosetta translation server", version="1", lifespan=lifespan,
-                  description="Translate text and look at the attention of a Rosetta Transformer.")
-    app.state.translator, app.state.settings, app.state.batcher = translator, settings, batcher
     model_info = {
         "family": "translation",
         "task": "translation",
@@ -189,15 +164,10 @@ def create_app(translator, settings: Settings | None = None) -> FastAPI:
         "decode": asdict(translator.decode_options),
         "limits": asdict(settings),
     }
-
-    async def run(future) -> Any:
-        """Await a Batcher future without blocking the event loop; failures become ModelFailed."""
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), settings.timeout_s)
-        except TimeoutError:
-            raise ModelFailed(f"no answer within {settings.timeout_s:g} s; the server is busy", 504) from None
-        except Exception as e:
-            raise ModelFailed(f"the model failed on this request: {type(e).__name__}: {e}") from e
+    app, run = model_app("Rosetta translation server",
+                         "Translate text and look at the attention of a Rosetta Transformer.",
+                         batcher, settings, model_info)
+    app.state.translator = translator
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -224,19 +194,4 @@ def create_app(translator, settings: Settings | None = None) -> FastAPI:
         # Returned as is: re-validating the maps against the response model would cost more than computing them.
         return JSONResponse(await run(batcher.submit_call(work)))
 
-    @app.get("/v1/health", summary="Liveness and batching statistics")
-    async def health() -> JSONResponse:
-        alive = batcher.thread.is_alive()
-        return JSONResponse({"status": "ok" if alive else "model thread stopped", "batching": settings.batching,
-                             "queued": batcher.pending(), **batcher.snapshot()}, status_code=200 if alive else 503)
-
-    @app.get("/v1/model", summary="Configuration, languages, parameter count and request limits")
-    async def model() -> dict[str, Any]:
-        return model_info
-
-    @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
-
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -31,12 +31,11 @@ from email.message import Message
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse
-from fastapi.staticfiles import StaticFiles
+from fastapi.responses import JSONResponse
 
 from rosetta.decode.vision import ImageClassifier, PictureError, PictureTooLarge
-from rosetta.server.app import STATIC, ModelFailed, rounded
 from rosetta.server.batcher import Batcher
+from rosetta.server.common import model_app, rounded
 from rosetta.view.rollout import cls_attention_grids, cls_rollout
 
 DEFAULT_TOP_K = 5
@@ -206,13 +205,6 @@ def create_vision_app(model, settings) -> FastAPI:
     batcher = Batcher(no_translation, batching=settings.batching, max_batch=settings.max_batch,
                       max_wait_ms=settings.max_wait_ms)
 
-    async def lifespan(app: FastAPI):
-        yield
-        batcher.close()
-
-    app = FastAPI(title="Rosetta image classification server", version="1", lifespan=lifespan,
-                  description="Classify a picture with a Vision Transformer and see where it looked.")
-    app.state.classifier, app.state.settings, app.state.batcher = classifier, settings, batcher
     limits = {k: v for k, v in asdict(settings).items()
               if k in ("max_image_bytes", "max_image_pixels", "timeout_s", "batching")}
     model_info = {
@@ -228,21 +220,14 @@ def create_vision_app(model, settings) -> FastAPI:
         "limits": {**limits, "max_body_bytes": body_limit(settings.max_image_bytes)},
     }
 
+    app, run = model_app("Rosetta image classification server",
+                         "Classify a picture with a Vision Transformer and see where it looked.",
+                         batcher, settings, model_info)
+    app.state.classifier = classifier
+
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, exc: BadRequest) -> JSONResponse:
         return JSONResponse({"error": exc.message}, status_code=exc.status)
-
-    @app.exception_handler(ModelFailed)
-    async def model_failed(request: Request, exc: ModelFailed) -> JSONResponse:
-        return JSONResponse({"error": exc.message}, status_code=exc.status)
-
-    async def run(future) -> Any:
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), settings.timeout_s)
-        except TimeoutError:
-            raise ModelFailed(f"no answer within {settings.timeout_s:g} s; the server is busy", 504) from None
-        except Exception as e:
-            raise ModelFailed(f"the model failed on this request: {type(e).__name__}: {e}") from e
 
     @app.post("/v1/classify", summary="Classify a picture; the [CLS] attention of every layer and head, and "
               "the rollout, as patch grids", openapi_extra=classify_openapi())
@@ -262,19 +247,4 @@ def create_vision_app(model, settings) -> FastAPI:
 
         return JSONResponse(await run(batcher.submit_call(work)))
 
-    @app.get("/v1/health", summary="Liveness")
-    async def health() -> JSONResponse:
-        alive = batcher.thread.is_alive()
-        return JSONResponse({"status": "ok" if alive else "model thread stopped", "queued": batcher.pending(),
-                             **batcher.snapshot()}, status_code=200 if alive else 503)
-
-    @app.get("/v1/model", summary="Family, image size, labels, parameter count and request limits")
-    async def info() -> dict[str, Any]:
-        return model_info
-
-    @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
-
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

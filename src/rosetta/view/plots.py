@@ -258,3 +258,32 @@ def training_figure(run_dir: str | Path) -> Figure:
     lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     fig.suptitle(str(Path(run_dir).resolve().name), fontsize=11)
     return fig
+
+
+def relative_bias_curves(bias: Any, max_distance: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """A ``RelativePositionBias``'s learned bias as curves: (distances (2M+1,), bias (H, 2M+1)) for key − query
+    offsets −M … M (one curve per head; a causal table gives one value for every offset > 0, its bucket 0)."""
+    import torch
+
+    distances = torch.arange(-max_distance, max_distance + 1)
+    with torch.no_grad():
+        # a query at position M over keys 0 … 2M sees every offset −M … M once
+        values = bias(1, 2 * max_distance + 1, offset=max_distance)[0, :, 0, :]  # (H, 2M+1)
+    return distances.numpy(), values.float().cpu().numpy()
+
+
+def relative_bias_figure(stacks: dict[str, Any], max_distance: int = 40) -> Figure:
+    """One panel per stack ("encoder", "decoder"): the bias each head adds to a logit, against key − query."""
+    fig = new_figure(5.5 * len(stacks), 3.6)
+    for i, (name, bias) in enumerate(stacks.items()):
+        ax = fig.add_subplot(1, len(stacks), i + 1)
+        distances, values = relative_bias_curves(bias, max_distance)
+        for head, row in enumerate(values):
+            ax.plot(distances, row, label=f"head {head}", linewidth=1.2)
+        ax.axvline(0, color="grey", linewidth=0.6)
+        ax.set_xlabel("key position − query position")
+        ax.set_ylabel("bias added to the logit")
+        ax.set_title(f"{name}: relative position bias ({bias.num_buckets} buckets)")
+        ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
