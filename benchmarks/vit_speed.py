@@ -13,10 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import tempfile
 import time
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 
 from rosetta.models.vit import ViT, hf_vit_config, hf_vit_state_dict, vit_config
 
@@ -29,8 +31,13 @@ def systems(preset: str) -> dict[str, torch.nn.Module]:
     config, image = vit_config(preset)
     torch.manual_seed(0)
     ours = ViT(config, image, num_labels=10)
-    hf = ViTForImageClassification(ViTConfig(**hf_vit_config(ours)))
-    hf.load_state_dict(hf_vit_state_dict(ours))
+    with tempfile.TemporaryDirectory() as tmp:  # transformers maps the checkpoint names on from_pretrained
+        ViTConfig(**hf_vit_config(ours)).save_pretrained(tmp)
+        save_file(hf_vit_state_dict(ours), f"{tmp}/model.safetensors")
+        hf = ViTForImageClassification.from_pretrained(tmp)
+    with torch.no_grad():  # the same weights: the same logits
+        x = torch.randn(2, image.channels, image.image_size, image.image_size)
+        assert torch.allclose(ours.eval()(x), hf.eval()(pixel_values=x).logits, atol=1e-5)
     return {"rosetta": ours, "hf-vit": lambda x, m=hf: m(pixel_values=x).logits, "_hf_module": hf}
 
 
