@@ -124,6 +124,18 @@ def test_training_figure_reads_the_metrics_log(tmp_path):
         plots.training_figure(tmp_path / "nothing")
 
 
+def test_training_figure_of_a_classifier_plots_accuracy_in_percent(tmp_path):
+    """A classifier's run (ViT, SST-2) logs accuracy, not BLEU: the middle panel shows it, in %."""
+    run = tmp_path / "run"
+    run.mkdir()
+    records = [{"kind": "train", "step": s, "loss": 1.0 / s, "nll": 0.9 / s, "lr": 1e-3} for s in (1, 50, 100)]
+    records += [{"kind": "valid", "step": s, "valid_loss": 0.5, "accuracy": a} for s, a in ((50, 0.9), (100, 0.95))]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    _, metric_ax, _ = plots.training_figure(run).axes
+    np.testing.assert_allclose(metric_ax.lines[0].get_ydata(), [90.0, 95.0])
+    assert metric_ax.get_title() == "validation accuracy (%)"
+
+
 # ------------------------------------------------------------------------------------------ commands
 def test_commands_write_the_files(tmp_path):
     runner = CliRunner()

@@ -120,7 +120,7 @@ def plot_training(
     run_dir: Path = typer.Argument(..., help="A training run directory (holding metrics.jsonl)."),
     out: Path = typer.Option(None, "--out", help="A folder or a .png/.svg/.pdf file (default: RUN_DIR)."),
 ) -> None:
-    """Training curves from RUN_DIR/metrics.jsonl: loss, validation BLEU, learning rate."""
+    """Training curves from RUN_DIR/metrics.jsonl: loss, validation BLEU (accuracy for a classifier), learning rate."""
     from rosetta.view import plots
 
     try:

@@ -222,7 +222,8 @@ def read_metrics(run_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
 
 
 def training_figure(run_dir: str | Path) -> Figure:
-    """Three panels: training and validation loss, validation BLEU, learning rate — all against the step."""
+    """Three panels: training and validation loss, validation BLEU (accuracy for a classifier), learning rate —
+    all against the step."""
     metrics = read_metrics(run_dir)
     train, valid = metrics["train"], metrics["valid"]
     if not train and not valid:
@@ -234,17 +235,23 @@ def training_figure(run_dir: str | Path) -> Figure:
         points = [(r["step"], r[key]) for r in records if r.get(key) is not None]
         return [p[0] for p in points], [p[1] for p in points]
 
+    # the validation metric: BLEU for translation, accuracy (in %) for classifiers (text or images)
+    metric = "bleu" if any(r.get("bleu") is not None for r in valid) else "accuracy"
+    metric_name = "BLEU" if metric == "bleu" else "accuracy (%)"
+    scale = 1.0 if metric == "bleu" else 100.0
     for ax, records, key, label, style in [
         (loss_ax, train, "loss", "train loss (label-smoothed)", "-"),
         (loss_ax, train, "nll", "train NLL", "--"),
         (loss_ax, valid, "valid_loss", "valid loss", "o-"),
-        (bleu_ax, valid, "bleu", "valid BLEU", "o-"),
+        (bleu_ax, valid, metric, f"valid {metric_name}", "o-"),
         (lr_ax, train, "lr", "learning rate", "-"),
     ]:
         steps, values = series(records, key)
         if steps:
+            values = [v * scale for v in values] if key == metric else values
             ax.plot(steps, values, style, label=label, markersize=3, linewidth=1.2)
-    for ax, title in [(loss_ax, "loss per target token"), (bleu_ax, "validation BLEU"), (lr_ax, "learning rate")]:
+    for ax, title in [(loss_ax, "loss per target token"), (bleu_ax, f"validation {metric_name}"),
+                      (lr_ax, "learning rate")]:
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
