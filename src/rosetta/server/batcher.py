@@ -49,14 +49,15 @@ _STOP = object()
 
 
 class Batcher:
-    """Runs ``translate(texts, beam=, max_length=)`` and other model work on one daemon thread.
+    """Runs ``translate(texts, beam=, max_length=)`` and other model work on one daemon thread (``translate``
+    None: a model that does not translate, e.g. an image classifier; only ``submit_call`` work then).
 
     ``batching=False``: every request is its own call (the baseline the benchmark compares against).
     ``stats`` counts requests, sentences and model calls; ``largest_batch`` is the most sentences (from
     how many requests) that went through one call.
     """
 
-    def __init__(self, translate: Callable[..., list[str]], batching: bool = True, max_batch: int = 64,
+    def __init__(self, translate: Callable[..., list[str]] | None = None, batching: bool = True, max_batch: int = 64,
                  max_wait_ms: float = 0.0):
         self.translate, self.batching = translate, batching
         self.max_batch, self.max_wait = max(1, max_batch), max_wait_ms / 1000
@@ -69,6 +70,8 @@ class Batcher:
 
     # ------------------------------------------------------------------ called from the event loop
     def submit_translate(self, texts: list[str], beam: int | None = None, max_length: int | None = None) -> Future:
+        if self.translate is None:
+            raise RuntimeError("this batcher serves a model that does not translate (only submit_call)")
         job = TranslateJob(list(texts), (beam, max_length))
         self.queue.put(job)
         return job.future

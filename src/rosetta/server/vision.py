@@ -198,11 +198,7 @@ def create_vision_app(model, settings) -> FastAPI:
     """A FastAPI app serving a ViT: ``model`` is a ``LoadedModel`` of family "vit" or an ``ImageClassifier``;
     ``settings`` the server's ``Settings`` (the image limits are read from it)."""
     classifier = model if isinstance(model, ImageClassifier) else ImageClassifier(model)
-
-    def no_translation(*args, **kwargs):
-        raise RuntimeError("this server serves an image model; it does not translate")
-
-    batcher = Batcher(no_translation, batching=settings.batching, max_batch=settings.max_batch,
+    batcher = Batcher(None, batching=settings.batching, max_batch=settings.max_batch,
                       max_wait_ms=settings.max_wait_ms)
 
     limits = {k: v for k, v in asdict(settings).items()

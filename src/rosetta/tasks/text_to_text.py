@@ -19,7 +19,6 @@ from typing import Any
 from torch import nn
 
 from rosetta.data import corpora
-from rosetta.data.tokenizer import EOS_ID
 from rosetta.tasks.translation import TranslationTask
 from rosetta.train.recipe import Recipe
 
@@ -98,14 +97,6 @@ class TextToTextTask(TranslationTask):
                 bleus.append(result.bleu)
             metrics["bleu"] = sum(bleus) / len(bleus)
         return metrics
-
-    def _encode(self, pairs, max_length):
-        # every validation pair must keep its place (spans index into it): only training pairs are filtered
-        if max_length is None:
-            src = self.src_tok.encode_batch([s for s, _ in pairs])
-            tgt = self.tgt_tok.encode_batch([t for _, t in pairs])
-            return [(s + [EOS_ID], t) for s, t in zip(src, tgt)]
-        return super()._encode(pairs, max_length)
 
     def model_config(self) -> dict[str, Any]:
         config = super().model_config()

@@ -75,11 +75,13 @@ class TranslationTask:
         return train_pairs, valid_pairs[: d.valid_size] if d.valid_size else valid_pairs
 
     def _encode(self, pairs: list[tuple[str, str]], max_length: int | None) -> list[tuple[list[int], list[int]]]:
+        """Token ids of each pair. Training (``max_length`` given) drops pairs with an empty side or a side
+        longer than ``max_length``; validation (None) keeps every pair, so its ids stay aligned with the pairs."""
         src = self.src_tok.encode_batch([s for s, _ in pairs])
         tgt = self.tgt_tok.encode_batch([t for _, t in pairs])
         out = []
         for s, t in zip(src, tgt):
-            if not s or not t or (max_length is not None and max(len(s), len(t)) + 1 > max_length):
+            if max_length is not None and (not s or not t or max(len(s), len(t)) + 1 > max_length):
                 continue
             out.append((s + [EOS_ID], t))  # the source ends with </s>; BOS/EOS of the target come in collate
         return out
