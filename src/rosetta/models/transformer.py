@@ -19,6 +19,7 @@ from rosetta.nn.config import ModelConfig
 from rosetta.nn.stack import DecoderState, LayerStack, decode_step, init_weights, num_parameters
 
 Attention = dict[str, list[torch.Tensor]]
+HeadMask = dict[str, list[torch.Tensor]]  # "encoder" / "decoder" / "cross" → per layer ξ (H,), as Attention's keys
 
 
 class Encoder(LayerStack):
@@ -84,12 +85,14 @@ class Transformer(nn.Module):
         return self.output(hidden)
 
     def encode(
-        self, src: torch.Tensor, src_mask: torch.Tensor | None = None, need_weights: bool = False
+        self, src: torch.Tensor, src_mask: torch.Tensor | None = None, need_weights: bool = False,
+        head_mask: HeadMask | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """src (B, S) → memory (B, S, D), its key mask (B, 1, 1, S) and per-layer weights (B, H, S, S)."""
         self.src_embed.check_ids(src)
         src_mask = as_key_mask(src_mask, src, self.config.pad_id, self.config.n_heads)
-        memory, attention = self.encoder(self.src_embed(src), src_mask, need_weights=need_weights)
+        masks = [{"self": m} for m in head_mask["encoder"]] if head_mask and "encoder" in head_mask else None
+        memory, attention = self.encoder(self.src_embed(src), src_mask, need_weights=need_weights, head_mask=masks)
         return memory, src_mask, [a["self"] for a in attention if "self" in a]
 
     def decode(
@@ -99,6 +102,7 @@ class Transformer(nn.Module):
         memory_mask: torch.Tensor,
         tgt_mask: torch.Tensor | None = None,
         need_weights: bool = False,
+        head_mask: HeadMask | None = None,
     ) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
         """Teacher-forced decoder: tgt_in (B, T) → logits (B, T, V). Default mask: causal ∧ padding."""
         self.tgt_embed.check_ids(tgt_in)
@@ -109,8 +113,12 @@ class Transformer(nn.Module):
             tgt_mask = causal_mask(tgt_in.shape[1], tgt_in.device) & keys
         else:
             check_mask(tgt_mask, tgt_in.shape[0], self.config.n_heads, tgt_in.shape[1], tgt_in.shape[1])
+        masks = None
+        if head_mask:  # per layer {"self": ξ, "cross": ξ}; a kind left out is unmasked
+            masks = [{kind: head_mask[name][i] for kind, name in (("self", "decoder"), ("cross", "cross"))
+                      if name in head_mask} for i in range(self.config.n_decoder_layers)]
         x, attention = self.decoder(self.tgt_embed(tgt_in), tgt_mask, memory, memory_mask,
-                                    need_weights=need_weights)
+                                    need_weights=need_weights, head_mask=masks)
         return self.logits(x), attention
 
     def forward(
@@ -120,11 +128,13 @@ class Transformer(nn.Module):
         src_mask: torch.Tensor | None = None,
         tgt_mask: torch.Tensor | None = None,
         return_attention: bool = False,
+        head_mask: HeadMask | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, Attention]:
         """Logits (B, T, V); with ``return_attention`` also {"encoder", "decoder", "cross"} → per-layer
-        lists of weights (B, H, Tq, Tk)."""
-        memory, memory_mask, enc_attention = self.encode(src, src_mask, need_weights=return_attention)
-        logits, dec_attention = self.decode(tgt_in, memory, memory_mask, tgt_mask, need_weights=return_attention)
+        lists of weights (B, H, Tq, Tk). head_mask: the same keys → per-layer ξ (H,), each head's output
+        multiplied by its ξ (``MultiHeadAttention``; ``rosetta.compress.heads`` uses it)."""
+        memory, memory_mask, enc_attention = self.encode(src, src_mask, return_attention, head_mask)
+        logits, dec_attention = self.decode(tgt_in, memory, memory_mask, tgt_mask, return_attention, head_mask)
         if not return_attention:
             return logits
         return logits, {

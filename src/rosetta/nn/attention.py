@@ -205,9 +205,12 @@ class MultiHeadAttention(nn.Module):
         cache: KVCache | None = None,
         need_weights: bool = False,
         position_bias: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x: (B, T, D) queries' source; memory: (B, S, D) for cross-attention; mask and position_bias
         (1, H, T, Tk) as in ``scaled_dot_product_attention`` over the keys seen (cache included).
+        head_mask ξ (H,): head i's output is multiplied by ξ_i before W^O, Concat(ξ_1 head_1, …, ξ_h head_h) W^O
+        (Michel et al., 2019: ξ_i = 0 removes head i; ∂L/∂ξ_i measures its importance). None: no mask.
         Returns (B, T, D) and the weights (B, H, T, Tk) or None."""
         if self.cross:
             q = self._heads(self.q_proj(x), self.d_k)
@@ -231,6 +234,8 @@ class MultiHeadAttention(nn.Module):
         dropout_p = self.dropout if self.training else 0.0
         out, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p, need_weights, position_bias,
                                                     self.scale)
+        if head_mask is not None:
+            out = out * head_mask.to(out.dtype)[:, None, None]  # (B, H, T, d_v) · (H, 1, 1)
         b, _, t, _ = out.shape
         out = out.transpose(1, 2).reshape(b, t, self.n_heads * self.d_v)  # merge heads: (B, T, H·d_v)
         return self.out_proj(out), weights

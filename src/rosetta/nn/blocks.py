@@ -148,18 +148,22 @@ class TransformerLayer(nn.Module):
     Pre-LN:              x = x + Dropout(Sublayer(Norm(x)))
     x: (B, T, D); memory: (B, S, D). Returns x and a dict with the attention weights when asked.
     position_bias (1, H, T, Tk), from the stack (T5), is added to the self-attention logits only.
+    head_mask {"self": (H,), "cross": (H,)} scales each head's output (``MultiHeadAttention``).
+    ``stack`` ("encoder" or "decoder") and ``index`` say where the layer sits, for its head counts
+    (``ModelConfig.attention_heads``: n_heads unless the model was pruned).
     """
 
-    def __init__(self, config: ModelConfig, cross_attention: bool):
+    def __init__(self, config: ModelConfig, cross_attention: bool, stack: str = "encoder", index: int = 0):
         super().__init__()
         self.norm_first = config.norm_first
         rotary = RotaryEmbedding(config.head_dim_k) if config.positional == "rope" else None
-        mha = dict(d_model=config.d_model, n_heads=config.n_heads, d_k=config.d_k, d_v=config.d_v,
+        mha = dict(d_model=config.d_model, d_k=config.head_dim_k, d_v=config.head_dim_v,
                    dropout=config.attention_dropout, bias=config.bias,
                    scale=None if config.scale_attention else 1.0)
-        self.self_attn = MultiHeadAttention(**mha, rotary=rotary)
+        self.self_attn = MultiHeadAttention(**mha, n_heads=config.attention_heads(stack, index), rotary=rotary)
         self.self_attn_norm = make_norm(config)
-        self.cross_attn = MultiHeadAttention(**mha, cross=True) if cross_attention else None
+        self.cross_attn = (MultiHeadAttention(**mha, n_heads=config.attention_heads("cross", index), cross=True)
+                           if cross_attention else None)
         self.cross_attn_norm = make_norm(config) if cross_attention else None
         self.feed_forward = FeedForward(config)
         self.feed_forward_norm = make_norm(config)
@@ -181,17 +185,19 @@ class TransformerLayer(nn.Module):
         cache: LayerCache | None = None,
         need_weights: bool = False,
         position_bias: torch.Tensor | None = None,
+        head_mask: dict[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         attention: dict[str, torch.Tensor] = {}
+        head_mask = head_mask or {}
         x, w = self._residual(x, self.self_attn_norm, lambda h: self.self_attn(
             h, mask=self_mask, cache=cache.self_attn if cache else None, need_weights=need_weights,
-            position_bias=position_bias))
+            position_bias=position_bias, head_mask=head_mask.get("self")))
         if w is not None:
             attention["self"] = w
         if self.cross_attn is not None:
             x, w = self._residual(x, self.cross_attn_norm, lambda h: self.cross_attn(
                 h, memory, mask=memory_mask, cache=cache.cross_attn if cache else None,
-                need_weights=need_weights))
+                need_weights=need_weights, head_mask=head_mask.get("cross")))
             if w is not None:
                 attention["cross"] = w
         x, _ = self._residual(x, self.feed_forward_norm, self.feed_forward)
@@ -201,12 +207,12 @@ class TransformerLayer(nn.Module):
 class EncoderLayer(TransformerLayer):
     """Encoder layer (§3.1): multi-head self-attention, then the feed-forward network."""
 
-    def __init__(self, config: ModelConfig):
-        super().__init__(config, cross_attention=False)
+    def __init__(self, config: ModelConfig, stack: str = "encoder", index: int = 0):
+        super().__init__(config, cross_attention=False, stack=stack, index=index)
 
 
 class DecoderLayer(TransformerLayer):
     """Decoder layer (§3.1): masked self-attention, cross-attention over the encoder output, feed-forward."""
 
-    def __init__(self, config: ModelConfig):
-        super().__init__(config, cross_attention=True)
+    def __init__(self, config: ModelConfig, stack: str = "decoder", index: int = 0):
+        super().__init__(config, cross_attention=True, stack=stack, index=index)

@@ -47,6 +47,11 @@ class ModelConfig:
     into the initialisation of W^Q — ``init_weights`` does the same).
     scale_decoder_output: multiply the decoder's output by d_model^-½ before the output projection (T5 with a
     tied output layer; T5 v1.1, untied, does not). Read by the encoder–decoder only.
+
+    heads_per_layer: a pruned model's head count per attention layer (``rosetta.compress.heads``), e.g.
+    {"encoder": [4, 2, 3], "decoder": [4, 4, 1], "cross": [3, 4, 4]} (decoder self-attention; cross-attention;
+    a decoder-only LM's stack is "decoder"). A kind left out, or None (the default), has ``n_heads`` in every
+    layer. Heads keep their size d_k = d_model / n_heads (or the given d_k, d_v).
     """
 
     src_vocab_size: int = 32000
@@ -81,6 +86,7 @@ class ModelConfig:
     relative_max_distance: int = 128
     scale_attention: bool = True
     scale_decoder_output: bool = False
+    heads_per_layer: dict[str, list[int]] | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -120,10 +126,30 @@ class ModelConfig:
             value = getattr(self, name)
             if not 0 <= value < min(self.src_vocab_size, self.tgt_vocab_size):
                 raise ValueError(f"{name}={value} is outside the vocabulary")
+        if self.heads_per_layer is not None:
+            self._validate_heads_per_layer()
+
+    def _validate_heads_per_layer(self) -> None:
+        layers = {"encoder": self.n_encoder_layers, "decoder": self.n_decoder_layers, "cross": self.n_decoder_layers}
+        unknown = sorted(set(self.heads_per_layer) - set(layers))
+        if unknown:
+            raise ValueError(f"heads_per_layer has unknown kinds {unknown}; kinds are {sorted(layers)}")
+        if self.positional == "relative":
+            raise ValueError("heads_per_layer does not work with positional='relative' (one bias table per stack "
+                             "has n_heads rows); prune a model with another position encoding")
+        for kind, counts in self.heads_per_layer.items():
+            if len(counts) != layers[kind] or any(not isinstance(c, int) or c < 1 for c in counts):
+                raise ValueError(f"heads_per_layer[{kind!r}] = {counts} must list {layers[kind]} head counts "
+                                 "(one per layer), each at least 1")
 
     @property
     def head_dim_k(self) -> int:
         return self.d_k or self.d_model // self.n_heads
+
+    def attention_heads(self, kind: str, index: int) -> int:
+        """Heads of the ``kind`` attention ("encoder", "decoder" self-attention, "cross") in layer ``index``."""
+        counts = (self.heads_per_layer or {}).get(kind)
+        return self.n_heads if counts is None else counts[index]
 
     @property
     def head_dim_v(self) -> int:

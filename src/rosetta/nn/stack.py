@@ -26,12 +26,14 @@ class LayerStack(nn.Module):
 
     With ``positional="relative"`` (T5) the stack owns one ``RelativePositionBias``, computed once per call
     and added to every layer's self-attention logits; ``causal`` stacks (decoder, GPT) bucket the offsets
-    one-sided, the others (encoder) both ways.
+    one-sided, the others (encoder) both ways. A pruned model's layers may differ in head count
+    (``ModelConfig.heads_per_layer``, read under the stack's name: "decoder" when causal, else "encoder").
     """
 
     def __init__(self, config: ModelConfig, n_layers: int, layer: type[nn.Module], causal: bool = False):
         super().__init__()
-        self.layers = nn.ModuleList(layer(config) for _ in range(n_layers))
+        name = "decoder" if causal else "encoder"
+        self.layers = nn.ModuleList(layer(config, stack=name, index=i) for i in range(n_layers))
         self.final_norm = make_norm(config) if config.norm_first else None
         self.relative_bias = None
         if config.positional == "relative":
@@ -46,15 +48,18 @@ class LayerStack(nn.Module):
         memory_mask: torch.Tensor | None = None,
         caches: list[LayerCache] | None = None,
         need_weights: bool = False,
+        head_mask: list[dict[str, torch.Tensor]] | None = None,
     ) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
-        """x: (B, T, D) → (B, T, D), and per layer a dict of attention weights (empty unless asked)."""
+        """x: (B, T, D) → (B, T, D), and per layer a dict of attention weights (empty unless asked).
+        head_mask: per layer {"self": (H,), "cross": (H,)} (see ``TransformerLayer``)."""
         bias = None
         if self.relative_bias is not None:  # queries follow the cached positions; keys are cache + new
             offset = caches[0].self_attn.length if caches else 0
             bias = self.relative_bias(x.shape[1], offset + x.shape[1], offset)  # (1, H, T, offset + T)
         attention = []
         for i, layer in enumerate(self.layers):
-            x, weights = layer(x, self_mask, memory, memory_mask, caches[i] if caches else None, need_weights, bias)
+            x, weights = layer(x, self_mask, memory, memory_mask, caches[i] if caches else None, need_weights, bias,
+                               head_mask[i] if head_mask else None)
             attention.append(weights)
         if self.final_norm is not None:
             x = self.final_norm(x)

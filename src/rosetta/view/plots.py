@@ -94,10 +94,11 @@ def heatmap(ax, weights: np.ndarray, rows: list[str], cols: list[str], title: st
 # ------------------------------------------------------------------------------------------------ attention
 def attention_grid(result: dict[str, Any], kind: str, layers: list[int] | None = None,
                    heads: list[int] | None = None) -> Figure:
-    """A grid of maps, one row per layer and one column per head (default: all of them)."""
+    """A grid of maps, one row per layer and one column per head (default: all of them). A pruned model's
+    layers may have fewer heads than others: their missing cells stay empty."""
     maps = result[kind]
     layers = list(range(len(maps))) if layers is None else layers
-    heads = list(range(len(maps[0]))) if heads is None else heads
+    heads = list(range(max(len(m) for m in maps))) if heads is None else heads
     rows, cols = axis_tokens(result, kind)
     fig = new_figure(*grid_inches(len(rows), len(cols), len(layers), len(heads)))
     axes = fig.subplots(len(layers), len(heads), squeeze=False)
@@ -105,6 +106,9 @@ def attention_grid(result: dict[str, Any], kind: str, layers: list[int] | None =
         for j, head in enumerate(heads):
             # Token labels on the left column and bottom row only: the grid shares its axes.
             ax = axes[i, j]
+            if head >= len(maps[layer]):
+                ax.axis("off")
+                continue
             heatmap(ax, np.asarray(maps[layer][head]), rows, cols, f"layer {layer} · head {head}")
             if j:
                 ax.set_yticklabels([])
