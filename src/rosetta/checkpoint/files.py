@@ -134,8 +134,7 @@ def save_checkpoint(
             tensors.update({f"extra.{k}": v.contiguous().cpu() for k, v in (extra_tensors or {}).items()})
             save_file(tensors, tmp / OPTIMIZER_FILE)
             (tmp / TRAINER_STATE_FILE).write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
-        manifest = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(tmp.iterdir())}
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        write_manifest(tmp)
         for p in tmp.iterdir():
             with open(p, "rb") as f:
                 os.fsync(f.fileno())
@@ -152,6 +151,17 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
+
+
+def write_manifest(directory: str | Path) -> dict[str, Any]:
+    """Write ``manifest.json``: size and sha256 of every file under ``directory`` (subfolders too, by their
+    relative path, e.g. an exported model's ``ctranslate2/model.bin``), for ``verify_checkpoint``."""
+    directory = Path(directory)
+    files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST_FILE)
+    manifest = {p.relative_to(directory).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+                for p in files}
+    (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
 
 
 def verify_checkpoint(directory: str | Path) -> dict[str, Any]:

@@ -1,0 +1,101 @@
+"""``rosetta export``: a trained translation model → a directory another inference engine runs.
+
+    OUT/config.json        the model's config.json, plus "format" (onnx | ctranslate2), "exported_from" (the
+                           model directory), "quantization" (None, or e.g. "int8"), "opset" (ONNX)
+    OUT/tokenizer*.json    the model's tokenizer(s), unchanged
+    OUT/encoder.onnx …     (onnx) the three graphs of ``rosetta.compress.onnx_export``
+    OUT/ctranslate2/       (ctranslate2) CTranslate2's model directory (``rosetta.compress.ct2_export``)
+    OUT/manifest.json      size and sha256 of every file, as for any checkpoint
+
+The directory is written next to OUT and renamed into place when complete. ``rosetta.load(OUT)`` returns a
+``Translator`` over the engine (``rosetta.decode.engines``), so ``translate``, ``evaluate`` and ``serve`` work
+on it unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from rosetta import checkpoint as ckpt
+from rosetta.data.tokenizer import load_tokenizers, save_tokenizers
+from rosetta.decode.engines import CT2_DIR, FORMATS
+from rosetta.models.transformer import Transformer
+from rosetta.nn.config import ModelConfig
+
+
+def load_source(model_dir: str | Path) -> tuple[Path, dict, Transformer]:
+    """(model directory, its config.json, the ``Transformer`` in eval mode) of a trained translation model."""
+    path = ckpt.resolve_model_dir(model_dir)
+    ckpt.verify_checkpoint(path)
+    info = ckpt.read_config(path)
+    family = info.get("family", "translation")
+    if family != "translation":
+        raise ValueError(f"{path} holds a {family!r} model; export takes encoder–decoder (translation, "
+                         "summarisation) models")
+    if info.get("format", "pytorch") != "pytorch":
+        raise ValueError(f"{path} is already a {info['format']} export; export the model it came from "
+                         f"({info.get('exported_from')})")
+    model = Transformer(ModelConfig.from_dict(info["model"]))
+    ckpt.load_weights(path, model, "cpu")
+    return path, info, model.eval()
+
+
+def export_model(model_dir: str | Path, out: str | Path, fmt: str, quantization: str | None = None) -> Path:
+    """Export the model in ``model_dir`` (a model, checkpoint or run directory) as ``fmt`` into ``out``.
+
+    quantization: "int8" for ONNX (dynamic quantisation); any CTranslate2 weight type for ctranslate2."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "onnx" and quantization not in (None, "int8"):
+        raise ValueError(f"ONNX export quantises to int8 only (--int8), not {quantization!r}")
+    out = Path(out)
+    _check_target(out)
+    path, info, model = load_source(model_dir)
+    src_tok, tgt_tok = load_tokenizers(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        extra = {}
+        if fmt == "onnx":
+            from rosetta.compress.onnx_export import OPSET, export_onnx
+
+            export_onnx(model, tmp, int8=quantization == "int8")
+            extra["opset"] = OPSET
+        else:
+            from rosetta.compress.ct2_export import export_ctranslate2
+
+            export_ctranslate2(model, src_tok, tgt_tok, tmp / CT2_DIR, quantization)
+        save_tokenizers(tmp, src_tok, tgt_tok)
+        exported = {**info, "format": fmt, "exported_from": str(path.resolve()), "quantization": quantization,
+                    **extra}
+        (tmp / ckpt.CONFIG_FILE).write_text(json.dumps(exported, indent=2, sort_keys=True, ensure_ascii=False)
+                                            + "\n", encoding="utf-8")
+        ckpt.write_manifest(tmp)
+        if out.exists():  # checked by _check_target: empty, or an earlier export
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _check_target(out: Path) -> None:
+    """``out`` may be new, an empty folder, or an earlier export (replaced when the new one is complete).
+    Anything else (a training run, other files) is refused rather than deleted."""
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    try:
+        earlier = ckpt.read_config(out).get("format") in FORMATS
+    except (ckpt.CheckpointError, OSError):
+        earlier = False
+    if not earlier:
+        raise ValueError(f"{out} exists and is not an earlier export; choose a new --out directory")
+
+
+def directory_size(path: str | Path) -> int:
+    """Bytes of every file under ``path`` (what an export or a model costs on disk)."""
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
