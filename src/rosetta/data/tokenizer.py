@@ -22,6 +22,27 @@ newlines included, is one token, and decoding concatenates them (exact round tri
 The byte-level BPE tokenizer (``Tokenizer.train_byte_level``, GPT-2's design, for language models) has no
 normalizer either: text is UTF-8 bytes, so newlines and runs of spaces survive, no character is ever unknown,
 and ``decode(encode(s)) == s`` for any text. Its pieces show a leading space as "Ġ" (``"Ġthe"``).
+
+The WordPiece tokenizer (``Tokenizer.train_wordpiece``, BERT-Chinese's design, for masked-language models)::
+
+    normalizer     the BPE one (NFKC, full-width CJK punctuation kept, whitespace collapsed), then lower-case
+    pre-tokenizer  split on whitespace → isolate every CJK character → isolate punctuation/symbols
+    model          WordPiece: a word is its longest known prefix, then "##"-marked continuations
+                   ("nexon" → "ne", "##xon"); every CJK character is a word, so it is always one token
+    specials       <pad> <s> </s> <unk> <mask> at ids 0–4 (<s> … </s> play BERT's [CLS] … [SEP])
+
+A word is a token without "##" plus the "##" tokens after it (``word_continuations`` marks those), which is
+what whole-word masking needs. ``decode`` joins words with spaces except before CJK characters and
+punctuation (whitespace between a CJK character and a Latin word is not recoverable; lower-casing is not
+undone); exact text comes back through offsets instead.
+
+Character offsets, for mapping tokens back to the text (extractive QA): ``encode_with_offsets(text)`` gives
+the ids and, per token, ``(start, end)`` with ``text[start:end]`` the characters it came from — offsets into
+the ORIGINAL string (Python code points, end exclusive), through NFKC, lower-casing and collapsed whitespace
+(``"Ｎｅｘｏｎ"`` → token "ne" at (0, 2)). For a question + context pair with truncation into windows, use
+the Hugging Face tokenizer underneath: ``tokenizer.hf.encode(question, context)`` adds
+``<s> q </s> c </s>`` (type ids 0 / 1) and its ``.offsets`` / ``.sequence_ids`` say which characters of which
+text each token covers (special tokens get (0, 0) and sequence id None).
 """
 
 from __future__ import annotations
@@ -30,10 +51,10 @@ import itertools
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from tokenizers import Tokenizer as HFTokenizer
 
-from rosetta.special_tokens import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK, UNK_ID
+from rosetta.special_tokens import BOS, BOS_ID, EOS, EOS_ID, MASK, PAD_ID, SPECIAL_TOKENS, UNK, UNK_ID
 
 FILE_NAME = "tokenizer.json"
 SRC_FILE_NAME, TGT_FILE_NAME = "tokenizer.src.json", "tokenizer.tgt.json"
@@ -44,6 +65,7 @@ KEEP_FULLWIDTH = "，！？：；（）～…"
 _PRIVATE = [chr(0xE000 + i) for i in range(len(KEEP_FULLWIDTH))]
 CJK_PATTERN = r"[\p{Han}\p{Hiragana}\p{Katakana}]"
 PUNCT_PATTERN = r"[\p{P}\p{S}]"
+WORDPIECE_PREFIX = "##"
 
 
 def _bpe_normalizer() -> normalizers.Normalizer:
@@ -68,7 +90,12 @@ def _check_specials(tk: HFTokenizer, where: str) -> None:
 
 
 class Tokenizer:
-    """Text ↔ token ids. Build with ``train``/``train_chars``, or ``load`` a saved ``tokenizer.json``."""
+    """Text ↔ token ids. Build with ``train``/``train_chars``, or ``load`` a saved ``tokenizer.json``.
+
+    ``pad_id`` / ``bos_id`` / ``eos_id`` are the ids that pad, start and end a sequence, and ``frame_source``
+    wraps a source's ids as the encoder reads them (here ids + </s>; ``PretrainedTokenizer``: [CLS] ids [SEP])."""
+
+    pad_id, bos_id, eos_id = PAD_ID, BOS_ID, EOS_ID
 
     def __init__(self, hf: HFTokenizer):
         _check_specials(hf, "tokenizer")
@@ -112,6 +139,31 @@ class Tokenizer:
         hf.train_from_iterator(texts, trainer)
         return cls(hf)
 
+    @classmethod
+    def train_wordpiece(cls, texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> Tokenizer:
+        """BERT-Chinese's vocabulary (see the module docstring): every character of ``texts`` (each CJK one a
+        token by itself) plus WordPiece continuations for Latin words and numbers, at most ``vocab_size`` tokens
+        with the five specials (<mask> is id 4); continuations need ``min_frequency`` occurrences."""
+        hf = HFTokenizer(models.WordPiece(unk_token=UNK, continuing_subword_prefix=WORDPIECE_PREFIX,
+                                          max_input_chars_per_word=100))
+        hf.normalizer = normalizers.Sequence([_bpe_normalizer(), normalizers.Lowercase()])
+        hf.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.WhitespaceSplit(),
+            pre_tokenizers.Split(Regex(CJK_PATTERN), "isolated"),
+            pre_tokenizers.Split(Regex(PUNCT_PATTERN), "isolated"),
+        ])
+        no_space = Regex(rf"^ (?={CJK_PATTERN}|{PUNCT_PATTERN})")  # WordPiece puts " " before every word
+        hf.decoder = decoders.Sequence([decoders.WordPiece(prefix=WORDPIECE_PREFIX, cleanup=True),
+                                        decoders.Replace(no_space, "")])
+        hf.post_processor = processors.TemplateProcessing(  # only for hf.encode(q, c); encode() adds none
+            single=f"{BOS} $A {EOS}", pair=f"{BOS} $A {EOS} $B:1 {EOS}:1",
+            special_tokens=[(BOS, BOS_ID), (EOS, EOS_ID)])
+        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                            special_tokens=SPECIAL_TOKENS + [MASK], show_progress=False,
+                                            continuing_subword_prefix=WORDPIECE_PREFIX)
+        hf.train_from_iterator(texts, trainer)
+        return cls(hf)
+
     # ------------------------------------------------------------------------------------ using
     @property
     def vocab_size(self) -> int:
@@ -134,6 +186,21 @@ class Tokenizer:
 
     def decode_batch(self, batch: Sequence[Sequence[int]]) -> list[str]:
         return self.hf.decode_batch([list(ids) for ids in batch], skip_special_tokens=True)
+
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Token ids of ``text`` (as ``encode``) and each token's (start, end) character span in ``text``
+        itself, end exclusive: ``text[start:end]`` is what the token was read from (before normalisation)."""
+        encoding = self.hf.encode(text, add_special_tokens=False)
+        return encoding.ids, [tuple(o) for o in encoding.offsets]
+
+    def word_continuations(self) -> list[bool]:
+        """Per vocabulary id: True where the token continues the word before it (WordPiece's "##" pieces).
+        Only a WordPiece tokenizer marks words this way; the others are refused."""
+        if not isinstance(self.hf.model, models.WordPiece):
+            raise ValueError(f"word boundaries need a WordPiece tokenizer (tokenizer.kind = \"wordpiece\"), "
+                             f"not {type(self.hf.model).__name__}")
+        prefix = self.hf.model.continuing_subword_prefix
+        return [self.hf.id_to_token(i).startswith(prefix) for i in range(self.vocab_size)]
 
     def tokens(self, text: str) -> list[str]:
         """The pieces of ``text`` as strings (e.g. ``['▁I', '▁am', '▁a', '▁student', '.']``)."""
@@ -170,17 +237,63 @@ class Tokenizer:
     @classmethod
     def load(cls, path: str | Path) -> Tokenizer:
         """Read a ``tokenizer.json`` (or a directory holding one); a missing or corrupt file is a clear error."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / FILE_NAME
-        if not path.is_file():
-            raise FileNotFoundError(f"tokenizer file not found: {path}")
-        try:
-            hf = HFTokenizer.from_file(str(path))
-        except Exception as e:
-            raise ValueError(f"{path}: not a valid Hugging Face tokenizer.json ({e})") from e
+        hf, path = _read_tokenizer_file(path)
         _check_specials(hf, str(path))
         return cls(hf)
+
+    def frame_source(self, ids: Sequence[int]) -> list[int]:
+        """A source's ids as the encoder reads them: ids + </s>."""
+        return [*ids, self.eos_id]
+
+
+def _read_tokenizer_file(path: str | Path) -> tuple[HFTokenizer, Path]:
+    """The Hugging Face tokenizer in ``path`` (a tokenizer.json or a directory holding one), and the file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / FILE_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"tokenizer file not found: {path}")
+    try:
+        return HFTokenizer.from_file(str(path)), path
+    except Exception as e:
+        raise ValueError(f"{path}: not a valid Hugging Face tokenizer.json ({e})") from e
+
+
+class PretrainedTokenizer(Tokenizer):
+    """A pretrained model's own vocabulary (e.g. all-MiniLM-L6-v2's WordPiece ``tokenizer.json``) behind the
+    ``Tokenizer`` interface, with that model's special tokens: [PAD] pads, [CLS] starts and [SEP] ends a
+    sequence (ids 0, 101 and 102 in BERT's uncased vocabulary) instead of Rosetta's <pad> <s> </s> at 0–2.
+    The file's own padding and truncation are switched off: callers pad and cut."""
+
+    SPECIALS = ("[PAD]", "[CLS]", "[SEP]")
+
+    def __init__(self, hf: HFTokenizer):
+        ids = [hf.token_to_id(t) for t in self.SPECIALS]
+        if None in ids:
+            raise ValueError(f"a pretrained vocabulary needs the special tokens {list(self.SPECIALS)}; "
+                             f"found ids {ids}")
+        hf.no_padding()
+        hf.no_truncation()
+        self.hf = hf
+        self.pad_id, self.bos_id, self.eos_id = ids
+
+    @classmethod
+    def load(cls, path: str | Path) -> PretrainedTokenizer:
+        return cls(_read_tokenizer_file(path)[0])
+
+    def frame_source(self, ids: Sequence[int]) -> list[int]:
+        """A source's ids as BERT reads them: [CLS] ids [SEP]."""
+        return [self.bos_id, *ids, self.eos_id]
+
+
+def load_tokenizer_file(path: str | Path) -> Tokenizer:
+    """A saved tokenizer: a Rosetta ``Tokenizer`` (<pad> <s> </s> <unk> at ids 0–3), or a
+    ``PretrainedTokenizer`` for a vocabulary with BERT's [PAD] / [CLS] / [SEP] instead."""
+    hf, path = _read_tokenizer_file(path)
+    if hf.token_to_id(SPECIAL_TOKENS[0]) is None and hf.token_to_id(PretrainedTokenizer.SPECIALS[1]) is not None:
+        return PretrainedTokenizer(hf)
+    _check_specials(hf, str(path))
+    return Tokenizer(hf)
 
 
 def train_tokenizers(src_texts: Sequence[str], tgt_texts: Sequence[str], vocab_size: int, joint: bool = True,
@@ -215,10 +328,10 @@ def load_tokenizers(directory: str | Path) -> tuple[Tokenizer, Tokenizer]:
     """(source, target) tokenizers saved by ``save_tokenizers`` (a joint one comes back as one object twice)."""
     directory = Path(directory)
     if (directory / FILE_NAME).is_file():
-        tok = Tokenizer.load(directory / FILE_NAME)
+        tok = load_tokenizer_file(directory / FILE_NAME)
         return tok, tok
     if (directory / SRC_FILE_NAME).is_file() and (directory / TGT_FILE_NAME).is_file():
-        return Tokenizer.load(directory / SRC_FILE_NAME), Tokenizer.load(directory / TGT_FILE_NAME)
+        return load_tokenizer_file(directory / SRC_FILE_NAME), load_tokenizer_file(directory / TGT_FILE_NAME)
     raise FileNotFoundError(f"no tokenizer in {directory}: expected {FILE_NAME}, or {SRC_FILE_NAME} and "
                             f"{TGT_FILE_NAME}")
 
@@ -228,7 +341,8 @@ def encode_texts(tokenizer, texts: Sequence[str], max_length: int | None = None)
     post-processor and truncation), <s> … </s> for a Rosetta tokenizer; at most ``max_length`` ids."""
     if isinstance(tokenizer, Tokenizer):
         body = max_length - 2 if max_length else None
-        return [[BOS_ID, *ids[:body], EOS_ID] for ids in tokenizer.encode_batch(list(texts))]
+        bos, eos = tokenizer.bos_id, tokenizer.eos_id
+        return [[bos, *ids[:body], eos] for ids in tokenizer.encode_batch(list(texts))]
     out = []
     for encoding in tokenizer.encode_batch(list(texts)):
         ids = encoding.ids[: sum(encoding.attention_mask)]  # drop the padding the tokenizer may add

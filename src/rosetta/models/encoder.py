@@ -3,6 +3,8 @@
     ids (B, T) ─ Embeddings (token + position + token type, LayerNorm) ─ N × EncoderLayer ─ hidden (B, T, D)
         hidden ─ mean over real tokens [─ L2 normalise] ─ sentence embedding (B, D)        (``embed``)
         hidden ─ pooler tanh(W·h_[CLS]) or mean pooling ─ Linear ─ logits (B, num_labels)   (``classify``)
+        hidden ─ Linear ─ GELU ─ LayerNorm ─ · Eᵀ + b ─ logits (…, vocab)     (``mlm_logits``, with mlm_head)
+        hidden ─ Linear(D, 2) ─ start / end logits (B, T) each                (``span_logits``, with span_head)
 
 Same blocks as the encoder–decoder (``rosetta.nn.blocks``). Which ``ModelConfig`` fields it reads: the vocabulary
 is ``src_vocab_size`` (the encoder's side), the depth ``n_encoder_layers``, padding ``pad_id``; the decoder
@@ -48,15 +50,18 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class EncoderModel(nn.Module):
     """Encoder-only Transformer: contextual vectors, sentence embeddings and sequence classification.
 
-    num_labels > 0 adds a classification head. pooler=True adds BERT's pooler, tanh(Linear(h_[CLS])), which
-    the head then reads (as BERT's ``BertForSequenceClassification``); without it the head reads the mean of
-    the real tokens, which trains well from scratch.
+    num_labels > 0 adds a classification head; mlm_head=True BERT's masked-language-model head (``MLMHead``,
+    its output matrix the token embedding table); span_head=True a span head for extractive question answering
+    (``qa_outputs``, as BERT's ``BertForQuestionAnswering``). pooler=True adds BERT's pooler,
+    tanh(Linear(h_[CLS])), which the head then reads (as BERT's ``BertForSequenceClassification``); without it
+    the head reads the mean of the real tokens, which trains well from scratch.
 
     attention_mask (B, T), 1/True at real tokens, defaults to ``ids != config.pad_id``; right padding is then
     invisible to the real tokens and to the pooling.
     """
 
-    def __init__(self, config: ModelConfig, num_labels: int = 0, pooler: bool = False):
+    def __init__(self, config: ModelConfig, num_labels: int = 0, pooler: bool = False, mlm_head: bool = False,
+                 span_head: bool = False):
         super().__init__()
         self.config = config
         self.num_labels = num_labels
@@ -65,6 +70,8 @@ class EncoderModel(nn.Module):
         self.pooler = nn.Linear(config.d_model, config.d_model) if pooler else None
         self.head_dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(config.d_model, num_labels) if num_labels > 0 else None
+        self.mlm = MLMHead(config, self.embeddings.token) if mlm_head else None
+        self.qa_outputs = nn.Linear(config.d_model, 2) if span_head else None
         init_weights(self, config)
 
     num_parameters = num_parameters
@@ -129,3 +136,40 @@ class EncoderModel(nn.Module):
         else:
             features = mean_pool(hidden, real_tokens)
         return self.classifier(self.head_dropout(features))
+
+    def mlm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The MLM head alone: hidden states (…, D), e.g. only those of the masked positions (N, D) → (…, V)."""
+        if self.mlm is None:
+            raise ValueError("this EncoderModel has no MLM head; build it with mlm_head=True")
+        return self.mlm(hidden)
+
+    def span_logits(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The span head alone: hidden states (B, T, D) → (start logits, end logits), each (B, T).
+
+        An answer is the span i…j maximising start_i + end_j (j ≥ i); position 0 ([CLS]) stands for "no answer
+        in this window". Split from the forward pass for DDP, as ``head``."""
+        if self.qa_outputs is None:
+            raise ValueError("this EncoderModel has no span head; build it with span_head=True")
+        start, end = self.qa_outputs(hidden).unbind(-1)  # (B, T) each
+        return start, end
+
+
+class MLMHead(nn.Module):
+    """BERT's masked-language-model head: logits = LayerNorm(GELU(W h + c)) · Eᵀ + b.
+
+    ``decoder`` is a Linear whose weight IS the token embedding table E (V, D) (tied: one tensor, trained by
+    both ends, stored once), plus its own bias b (V,). As Hugging Face ``BertForMaskedLM``'s
+    ``cls.predictions``: transform.dense = ``dense``, transform.LayerNorm = ``norm``, decoder, bias."""
+
+    def __init__(self, config: ModelConfig, token_embedding: nn.Embedding):
+        super().__init__()
+        vocab, d = token_embedding.weight.shape
+        self.dense = nn.Linear(d, d)
+        self.approximate = "tanh" if config.activation == "gelu_tanh" else "none"
+        self.norm = nn.LayerNorm(d, eps=config.norm_eps)
+        self.decoder = nn.Linear(d, vocab)
+        self.decoder.weight = token_embedding.weight  # tied
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        x = self.norm(F.gelu(self.dense(hidden), approximate=self.approximate))  # (…, D)
+        return self.decoder(x)  # (…, V)
