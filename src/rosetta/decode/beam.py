@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from rosetta.decode.defaults import DEFAULTS
-from rosetta.decode.sampling import apply_min_length
+from rosetta.decode.sampling import apply_min_length, no_repeat_ngram_filter
 from rosetta.decode.search import Hypothesis, _banned_tokens, gnmt_penalty, output_limits
 
 
@@ -157,6 +157,7 @@ def beam_search_nbest(
     min_len: int = 0,
     length_penalty: float = DEFAULTS.length_penalty,
     early_stopping: bool = False,
+    no_repeat_ngram_size: int = 0,
 ) -> list[list[Hypothesis]]:
     """Beam search over a batch of sources src_ids (B, S); returns per sentence its ``n_best`` hypotheses,
     best first, scored log P(Y | X) / lp(Y) with lp(Y) = ((5 + |Y|) / 6)^``length_penalty``.
@@ -174,7 +175,8 @@ def beam_search_nbest(
       K = 1 the same as greedy search for any α).
 
     Finished sentences leave the batch (their rows are dropped in the same reorder), so the remaining ones
-    run at the batch size they need.
+    run at the batch size they need. ``no_repeat_ngram_size`` n > 0: no hypothesis extends into an n-gram it
+    already contains (``no_repeat_ngram_filter`` on each alive hypothesis's tokens).
     """
     if beam_size < 1 or not 1 <= n_best <= beam_size:
         raise ValueError(f"need beam_size ≥ 1 and 1 ≤ n_best ≤ beam_size, got {beam_size} and {n_best}")
@@ -193,6 +195,9 @@ def beam_search_nbest(
         log_z = logits.logsumexp(dim=-1, keepdim=True)  # log-prob = logit − log_z (before any ban)
         logits[:, banned] = -math.inf
         apply_min_length(logits, step, min_len, config.eos_id)
+        if no_repeat_ngram_size:
+            history = beams.alive_tokens[:, :, :step].reshape(logits.shape[0], step)  # (Bₐ·W, step)
+            no_repeat_ngram_filter(logits, history, no_repeat_ngram_size)
         cand = _candidates(logits, log_z, beams, k, config.eos_id)
         at_limit = beams.limits == step + 1  # (Bₐ,) this token is the last one allowed
 
@@ -225,8 +230,9 @@ def beam_search(
     min_len: int = 0,
     length_penalty: float = DEFAULTS.length_penalty,
     early_stopping: bool = False,
+    no_repeat_ngram_size: int = 0,
 ) -> list[list[int]]:
     """``beam_search_nbest`` with n_best = 1, returning only the best token ids of each sentence."""
     nbest = beam_search_nbest(model, src_ids, beam_size, 1, max_len, max_len_ratio, max_len_offset, min_len,
-                              length_penalty, early_stopping)
+                              length_penalty, early_stopping, no_repeat_ngram_size)
     return [hyps[0].tokens if hyps else [] for hyps in nbest]

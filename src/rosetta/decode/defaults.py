@@ -24,12 +24,14 @@ class DecodeOptions:
     length_penalty  α of the GNMT length penalty ((5 + |Y|) / 6)^α (Wu et al., 2016); 0 = raw log-probability
     max_len_ratio,  an output has at most ``int(max_len_ratio · source tokens) + max_len_offset`` tokens
     max_len_offset  (fairseq's max_len_a / max_len_b)
+    no_repeat_ngram_size  n > 0: no output contains the same n-gram twice (fairseq / Hugging Face); 0 = off
     """
 
     beam: int = 4
     length_penalty: float = 0.6
     max_len_ratio: float = 1.5
     max_len_offset: int = 10
+    no_repeat_ngram_size: int = 0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> DecodeOptions:

@@ -9,7 +9,8 @@ through its key/value caches):
   ``beam_search_nbest`` returns the n best hypotheses with their scores. Both live in ``rosetta.decode.beam``.
 
 Logits processors shared with the language model's sampler (``rosetta.models.lm``): ``apply_min_length``,
-``top_k_filter``, ``top_p_filter`` and ``sample_next``.
+``top_k_filter``, ``top_p_filter`` and ``sample_next``; ``no_repeat_ngram_filter`` (no n-gram twice in one
+output, fairseq's and Hugging Face's ``no_repeat_ngram_size``) for greedy and beam search.
 
 Conventions. Shapes: B sentences, K beam size, V target vocabulary, T output length. Outputs are token id
 lists without BOS and EOS. PAD and BOS are never produced. Scores are sums of the model's log-probabilities
@@ -35,7 +36,7 @@ from typing import NamedTuple
 import torch
 
 from rosetta.decode.defaults import DEFAULTS
-from rosetta.decode.sampling import apply_min_length
+from rosetta.decode.sampling import apply_min_length, no_repeat_ngram_filter
 
 
 class Hypothesis(NamedTuple):
@@ -87,6 +88,7 @@ def greedy_search(
     max_len_offset: int = DEFAULTS.max_len_offset,
     min_len: int = 0,
     return_scores: bool = False,
+    no_repeat_ngram_size: int = 0,
 ) -> list[list[int]] | list[Hypothesis]:
     """Greedy decoding of a batch of sources src_ids (B, S) (padded with ``config.pad_id``).
 
@@ -94,6 +96,7 @@ def greedy_search(
     limit) are dropped from the batch once they make up a quarter of it, so short outputs do not pay for
     long ones. Returns per sentence its token ids (no BOS/EOS), or with ``return_scores`` a ``Hypothesis``
     whose score is the sum of its tokens' log-probabilities (EOS included when it ended the output).
+    ``no_repeat_ngram_size`` n > 0: no output contains the same n-gram twice (``no_repeat_ngram_filter``).
     """
     config = model.config
     eos = config.eos_id
@@ -117,6 +120,8 @@ def greedy_search(
             log_z = logits.logsumexp(dim=-1)  # normaliser of the unmodified distribution
         logits[:, banned] = -math.inf
         apply_min_length(logits, step, min_len, eos)
+        if no_repeat_ngram_size:
+            no_repeat_ngram_filter(logits, out[rows, :step], no_repeat_ngram_size)
         best = logits.argmax(dim=-1)  # (N,)
         if return_scores:
             gained = logits.gather(1, best[:, None]).squeeze(1) - log_z
