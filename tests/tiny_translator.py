@@ -45,11 +45,13 @@ PAIRS = [
 SENTENCES = [p[0] for p in PAIRS] + ["A student likes tea.", "Is the teacher at home?", "Books."]
 
 
-def build_tiny_model(directory: str | Path, seed: int = 0, steps: int = 60, max_len_offset: int = 4) -> Path:
+def build_tiny_model(directory: str | Path, seed: int = 0, steps: int = 60, max_len_offset: int = 4,
+                     task: str | None = None) -> Path:
     """Write a loadable tiny model to ``directory`` (created) and return it.
 
     ``steps`` full-batch Adam steps on PAIRS (0: random weights). ``max_len_offset`` keeps outputs that never
     reach </s> short, so decoding in the tests is fast: at most int(1.5 · source tokens) + offset tokens.
+    ``task``: config.json's "task" (e.g. "summarisation": the same model, served as a summariser).
     """
     from rosetta import ModelConfig, Transformer
     from rosetta.checkpoint import save_checkpoint
@@ -76,6 +78,8 @@ def build_tiny_model(directory: str | Path, seed: int = 0, steps: int = 60, max_
     info = {"family": "translation", "model": config.to_dict(), "src_lang": "en", "tgt_lang": "zh",
             "corpus": None, "data_seed": 0, "clean": None,
             "decode": {"beam": 1, "length_penalty": 0.6, "max_len_ratio": 1.5, "max_len_offset": max_len_offset}}
+    if task is not None:
+        info["task"] = task
     save_checkpoint(directory, model, info, lambda d: save_tokenizers(d, src_tok, tgt_tok))
     return directory
 
@@ -91,7 +95,9 @@ def serve_in_thread(app, host: str = "127.0.0.1", timeout: float = 20.0) -> Iter
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    # uvicorn closes a connection idle for 5 s by default; a client that then reuses it gets a ReadError. On a
+    # busy machine a test's client can pause that long between requests, so idle connections stay open here.
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_keep_alive=3600))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout

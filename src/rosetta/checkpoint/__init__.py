@@ -20,6 +20,7 @@ from rosetta.checkpoint.files import (
     save_checkpoint,
     state_dict_for_saving,
     verify_checkpoint,
+    write_manifest,
 )
 from rosetta.checkpoint.layout import (
     BEST,
@@ -35,11 +36,13 @@ from rosetta.checkpoint.layout import (
     resolve_model_dir,
     step_name,
 )
+from rosetta.checkpoint.task import TASKS, default_task, model_task
 
 __all__ = [
     "BEST", "CHECKPOINTS_DIR", "CONFIG_FILE", "FINAL_DIR", "LATEST", "MANIFEST_FILE", "METRICS_FILE", "MODEL_FILE",
-    "OPTIMIZER_FILE", "RECIPE_FILE", "TRAINER_STATE_FILE", "CheckpointError", "atomic_write_text",
-    "average_checkpoints", "checkpoints_dir", "has_checkpoint", "has_final_model", "load_trainer_state",
-    "load_weights", "marked_checkpoint", "optimizer_from_tensors", "optimizer_to_tensors", "read_config",
+    "OPTIMIZER_FILE", "RECIPE_FILE", "TASKS", "TRAINER_STATE_FILE", "CheckpointError", "atomic_write_text",
+    "average_checkpoints", "checkpoints_dir", "default_task", "has_checkpoint", "has_final_model", "load_trainer_state",
+    "load_weights", "marked_checkpoint", "model_task", "optimizer_from_tensors", "optimizer_to_tensors", "read_config",
     "resolve_model_dir", "save_checkpoint", "state_dict_for_saving", "step_name", "verify_checkpoint",
+    "write_manifest",
 ]

@@ -1,11 +1,15 @@
-"""The translation server: ``create_app(translator, Settings())`` → FastAPI app; ``rosetta serve`` runs it.
-Given an image model (a ViT ``LoadedModel``), the same ``create_app`` serves /v1/classify and the drawing page.
+"""The server: ``create_app(model, Settings())`` → FastAPI app for a model of any task; ``rosetta serve`` runs it.
 
-    app.py      endpoints, request validation, Settings (limits)
+    app.py      Settings (limits), create_app (picks the module by the model's family and task), translation
+                and summarisation: /v1/translate or /v1/summarise, /v1/attention
+    encoder.py  an encoder: /v1/embed; a text classifier's /v1/classify and /v1/attention
+    qa.py       a question-answering encoder: /v1/answer and the question → context /v1/attention
+    lm.py       a language model: /v1/generate, streamed as NDJSON
     vision.py   the image model's endpoints: /v1/classify (JSON base64, multipart or a raw image body)
-    batcher.py  the model thread and the micro-batcher
-    static/     the page (plain HTML, CSS and JavaScript, no build step): the attention explorer for a
-                translation model, the digit canvas with prediction and attention overlay for a ViT
+    common.py   what every app shares: /v1/health, /v1/model (with "endpoints"), the page, errors as JSON
+    batcher.py  the model thread and the micro-batcher (concurrent requests merged into one model call)
+    static/     the page (plain HTML, CSS and JavaScript, no build step): app.js, the attention explorer for
+                translation and summarisation; modes/*.js, the classifier, language model, QA and ViT modes
 """
 
 from rosetta.server.app import Settings, create_app

@@ -15,6 +15,10 @@ request at once (``max_wait_ms`` can add a short wait for company).
     request ─ submit_translate ─┼─ queue ─ worker ┤
     request ─ submit_call ──────┘                 └─ group (beam 1): texts of r2 → translate ─ split
 
+The same merging serves every batch-shaped model call, not only translation: ``functions`` names them
+(``{"classify": classifier.classify, "embed": …}``) and ``submit_batch(name, texts, **options)`` queues a
+request; requests merge when they call the same function with the same options.
+
 If a merged call raises, each of its requests is retried alone, so one bad request cannot fail the others.
 """
 
@@ -29,13 +33,16 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-Options = tuple[int | None, int | None]  # (beam, max_length): requests merge only when these match
+Options = tuple[tuple[str, Any], ...]  # sorted (name, value) pairs, e.g. beam and max_length: merge only when equal
 
 
 @dataclass
-class TranslateJob:
+class BatchJob:
+    """``texts`` for the batch function ``name``, called with keyword ``options``."""
+
     texts: list[str]
     options: Options
+    name: str = "translate"
     future: Future = field(default_factory=Future)
 
 
@@ -50,7 +57,8 @@ _STOP = object()
 
 class Batcher:
     """Runs ``translate(texts, beam=, max_length=)`` and other model work on one daemon thread (``translate``
-    None: a model that does not translate, e.g. an image classifier; only ``submit_call`` work then).
+    None: a model that does not translate, e.g. an image classifier). ``functions``: more batch functions by
+    name, each ``fn(texts, **options) -> one result per text`` (``submit_batch``).
 
     ``batching=False``: every request is its own call (the baseline the benchmark compares against).
     ``stats`` counts requests, sentences and model calls; ``largest_batch`` is the most sentences (from
@@ -58,8 +66,9 @@ class Batcher:
     """
 
     def __init__(self, translate: Callable[..., list[str]] | None = None, batching: bool = True, max_batch: int = 64,
-                 max_wait_ms: float = 0.0):
+                 max_wait_ms: float = 0.0, functions: dict[str, Callable[..., list]] | None = None):
         self.translate, self.batching = translate, batching
+        self.functions = {**({"translate": translate} if translate else {}), **(functions or {})}
         self.max_batch, self.max_wait = max(1, max_batch), max_wait_ms / 1000
         self.queue: queue.Queue = queue.Queue()
         self.lock = threading.Lock()
@@ -72,7 +81,14 @@ class Batcher:
     def submit_translate(self, texts: list[str], beam: int | None = None, max_length: int | None = None) -> Future:
         if self.translate is None:
             raise RuntimeError("this batcher serves a model that does not translate (only submit_call)")
-        job = TranslateJob(list(texts), (beam, max_length))
+        return self.submit_batch("translate", texts, beam=beam, max_length=max_length)
+
+    def submit_batch(self, name: str, texts: list[str], **options: Any) -> Future:
+        """Queue ``functions[name](texts, **options)``; merged with waiting requests for the same name and options.
+        The future's result: the function's outputs for these texts, in order."""
+        if name not in self.functions:
+            raise RuntimeError(f"this batcher has no batch function {name!r} (it has: {', '.join(self.functions)})")
+        job = BatchJob(list(texts), tuple(sorted(options.items())), name)
         self.queue.put(job)
         return job.future
 
@@ -110,7 +126,7 @@ class Batcher:
             self._one_round(waiting)
 
     def _one_round(self, waiting: collections.deque) -> None:
-        """Serve the oldest job, together with every later translate job that shares its options (up to
+        """Serve the oldest job, together with every later batch job for the same function and options (up to
         ``max_batch`` sentences); the others stay in ``waiting``, in order."""
         first = waiting.popleft()
         if isinstance(first, CallJob):
@@ -121,24 +137,25 @@ class Batcher:
             size, keep = len(first.texts), collections.deque()
             while waiting:
                 job = waiting.popleft()
-                if isinstance(job, TranslateJob) and job.options == first.options and (
+                if isinstance(job, BatchJob) and (job.name, job.options) == (first.name, first.options) and (
                         size + len(job.texts) <= self.max_batch):
                     group.append(job)
                     size += len(job.texts)
                 else:
                     keep.append(job)
             waiting.extend(keep)
-        self._translate_group(group)
+        self._run_group(group)
 
-    def _translate_group(self, group: list[TranslateJob]) -> None:
-        beam, max_length = group[0].options
+    def _run_group(self, group: list[BatchJob]) -> None:
         texts = [t for job in group for t in job.texts]
         try:
-            outputs = self.translate(texts, beam=beam, max_length=max_length)
+            outputs = self.functions[group[0].name](texts, **dict(group[0].options))
+            if len(outputs) != len(texts):
+                raise RuntimeError(f"{group[0].name} gave {len(outputs)} results for {len(texts)} texts")
         except Exception as error:  # reported to its requests; never kills the thread
             if len(group) > 1:
                 for job in group:  # find the culprit: the others still get their answers
-                    self._translate_group([job])
+                    self._run_group([job])
                 return
             self._count(group, texts, error=True)
             group[0].future.set_exception(error)
@@ -149,7 +166,7 @@ class Batcher:
             job.future.set_result(outputs[start : start + len(job.texts)])
             start += len(job.texts)
 
-    def _count(self, group: list[TranslateJob], texts: list[str], error: bool = False) -> None:
+    def _count(self, group: list[BatchJob], texts: list[str], error: bool = False) -> None:
         with self.lock:
             s = self.stats
             s["requests"] += len(group)

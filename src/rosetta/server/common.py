@@ -1,5 +1,6 @@
-"""What every served model shares: the app with its model thread, /v1/health, /v1/model, the page, and the
-one way model work is awaited (a timeout, and failures answered as JSON errors, never a crashed server).
+"""What every served model shares: the app with its model thread, /v1/health, /v1/model, the page, the
+one way model work is awaited (a timeout, and failures answered as JSON errors, never a crashed server), and
+the one way a bad request is answered (422 with one readable line).
 
     app, run = model_app(title, description, batcher, settings, model_info)
     @app.post("/v1/…")
@@ -10,11 +11,13 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import AfterValidator, StringConstraints
 
 from rosetta.server.batcher import Batcher
 
@@ -27,6 +30,52 @@ class ModelFailed(Exception):
     def __init__(self, message: str, status: int = 500):
         super().__init__(message)
         self.message, self.status = message, status
+
+
+HINTS = {"too_long": "a server limit; GET /v1/model lists them",
+         "string_too_long": "a server limit; GET /v1/model lists them"}
+
+
+def describe_errors(errors: list[dict[str, Any]]) -> str:
+    """pydantic's error list as one line: "texts: List should have at most 64 items …; beam: …"."""
+    parts = []
+    for e in errors:
+        loc = [str(x) for x in e.get("loc", ())]
+        if e.get("type") == "json_invalid":
+            parts.append(f"the body is not valid JSON ({e.get('ctx', {}).get('error', e.get('msg'))})")
+            continue
+        if loc == ["body"] and e.get("type") == "missing":
+            parts.append('empty body: send a JSON object, e.g. {"texts": ["Hello."]}')
+            continue
+        where = ".".join(x for x in loc if x != "body") or "body"
+        hint = f" — {HINTS[e['type']]}" if e.get("type") in HINTS else ""
+        parts.append(f"{where}: {e.get('msg', 'invalid')}{hint}")
+    return "; ".join(parts)
+
+
+def not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("the text is blank; send a sentence")
+    return text
+
+
+def text_field(max_chars: int, blank: bool = True) -> Any:
+    """A request's text: a JSON string (strict: 3 is not a text) of at most ``max_chars`` characters;
+    ``blank=False`` also refuses an empty or all-space text."""
+    text = Annotated[str, StringConstraints(strict=True, max_length=max_chars)]
+    return text if blank else Annotated[text, AfterValidator(not_blank)]
+
+
+def endpoints(app: FastAPI) -> list[str]:
+    """The API's paths ("POST /v1/classify", …) for /v1/model: what this server answers."""
+    return sorted(f"{method} {route.path}" for route in app.routes if route.path.startswith("/v1/")
+                  for method in sorted(getattr(route, "methods", ())) if method != "HEAD")
+
+
+def head_importance(info: dict[str, Any]) -> dict[str, Any]:
+    """{"head_importance": …} when config.json has it (head pruning writes [layer][head] floats, or such a
+    table per attention kind), for /v1/model: the page shows each head's importance next to its map."""
+    return {"head_importance": info["head_importance"]} if info.get("head_importance") is not None else {}
 
 
 def rounded(maps: list, digits: int = 5) -> list:
@@ -62,15 +111,22 @@ def model_app(title: str, description: str, batcher: Batcher, settings: Any,
     async def model_failed(request: Request, exc: ModelFailed) -> JSONResponse:
         return JSONResponse({"error": exc.message}, status_code=exc.status)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        detail = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in errors]
+        return JSONResponse({"error": describe_errors(errors), "detail": detail}, status_code=422)
+
     @app.get("/v1/health", summary="Liveness and batching statistics")
     async def health() -> JSONResponse:
         alive = batcher.thread.is_alive()
         return JSONResponse({"status": "ok" if alive else "model thread stopped", "batching": settings.batching,
                              "queued": batcher.pending(), **batcher.snapshot()}, status_code=200 if alive else 503)
 
-    @app.get("/v1/model", summary="The model: family, task, configuration, parameter count and request limits")
+    @app.get("/v1/model", summary="The model: family, task, endpoints, configuration, parameter count and "
+                                  "request limits")
     async def model() -> dict[str, Any]:
-        return model_info
+        return {**model_info, "endpoints": endpoints(app)}
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:

@@ -1,13 +1,37 @@
-// The attention explorer: plain JavaScript, no build step, no libraries.
+// The page: plain JavaScript, no build step, no libraries. GET /v1/model says the model's task and the page
+// becomes that task's tool (the dispatch at the end of this file):
 //
-// One POST /v1/attention gives the translation and every map: result[kind][layer][head] is a matrix
-// (rows = queries, columns = keys). The page draws the chosen maps on <canvas> and, while a token or a
-// cell is hovered, writes the weights that row (or column) holds next to the tokens.
+//   translation, summarisation   this file: the attention explorer (below)
+//   image-classification         modes/vision.js: draw a digit, see the prediction and the attention over it
+//   classification               modes/classifier.js: a text, its label probabilities, the [CLS] → token attention
+//   lm                           modes/lm.js: a prompt and the text streamed token by token
+//   qa                           modes/qa.js: a context and a question, the answer highlighted, question → context
+//
+// The attention explorer: one POST /v1/attention gives the translation (or summary) and every map:
+// result[kind][layer][head] is a matrix (rows = queries, columns = keys). The page draws the chosen maps on
+// <canvas> and, while a token or a cell is hovered, writes the weights that row (or column) holds next to the
+// tokens. With /v1/model's "head_importance" (written by head pruning), each head shows its importance.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { result: null, kind: "cross", layer: "last", head: "mean", hover: null };
+const state = { result: null, kind: "cross", layer: "last", head: "mean", hover: null, model: null };
 window.rosetta = state; // for the curious (and for tests): the current data and selection
+
+// ------------------------------------------------------------------------------------------ head importance
+// /v1/model's "head_importance": [layer][head] numbers, or {kind: [layer][head]} for a model with several kinds
+// of attention (encoder self, decoder self, cross). null when the model has none for this head.
+function importance(kind, layer, head) {
+  const table = state.model && state.model.head_importance;
+  if (!table) return null;
+  const rows = Array.isArray(table) ? table : table[kind];
+  const value = rows && rows[layer] && rows[layer][head];
+  return typeof value === "number" ? value : null;
+}
+
+function importanceText(kind, layer, head) {
+  const value = importance(kind, layer, head);
+  return value === null ? "" : ` · importance ${value.toFixed(2)}`;
+}
 
 // ------------------------------------------------------------------------------------------ data
 // Which tokens label rows and columns (same rule as rosetta/plots.py): a decoder/cross row is the step
@@ -32,11 +56,14 @@ function selectedMaps() {
   const maps = [];
   for (const l of layerIds) {
     if (state.head === "all") {
-      for (let h = 0; h < nh; h++) maps.push({ title: `layer ${l} · head ${h}`, weights: layers[l][h], layer: l });
+      for (let h = 0; h < nh; h++) {
+        maps.push({ title: `layer ${l} · head ${h}${importanceText(state.kind, l, h)}`, weights: layers[l][h], layer: l });
+      }
     } else if (state.head === "mean") {
       maps.push({ title: `layer ${l} · mean of ${nh} heads`, weights: mean(layers[l]), layer: l });
     } else {
-      maps.push({ title: `layer ${l} · head ${state.head}`, weights: layers[l][+state.head], layer: l });
+      maps.push({ title: `layer ${l} · head ${state.head}${importanceText(state.kind, l, +state.head)}`,
+        weights: layers[l][+state.head], layer: l });
     }
   }
   return maps;
@@ -195,6 +222,22 @@ function updateReadout(rows, cols, maps) {
   }
 }
 
+// ------------------------------------------------------------------------------------------ probability bars
+// [[label, p], …] as one bar each (a classifier's labels: the ViT's digits, a text classifier's classes).
+function probabilityBars(holder, pairs) {
+  holder.replaceChildren(...pairs.map(([label, p]) => {
+    const row = document.createElement("div");
+    row.className = "bar-row"; row.dataset.label = label; row.dataset.p = p;
+    const name = document.createElement("span"); name.className = "bar-label"; name.textContent = label;
+    const track = document.createElement("span"); track.className = "bar-track";
+    const fill = document.createElement("span"); fill.className = "bar-fill"; fill.style.width = `${(100 * p).toFixed(1)}%`;
+    track.append(fill);
+    const value = document.createElement("span"); value.className = "bar-value"; value.textContent = p.toFixed(3);
+    row.append(name, track, value);
+    return row;
+  }));
+}
+
 // ------------------------------------------------------------------------------------------ controls
 function fillSelect(select, options, value) {
   select.replaceChildren(...options.map(([v, label]) => new Option(label, v)));
@@ -202,18 +245,27 @@ function fillSelect(select, options, value) {
   return select.value;
 }
 
+// Head options, each with its importance when the model has one (for the chosen layer, or the last).
+function headOptions(kind, nh, layer) {
+  return [...Array(nh).keys()].map((h) => [h, `${h}${importanceText(kind, layer, h)}`]);
+}
+
 function fillControls() {
+  // Only the kinds the answer holds (a summariser's page asks for cross and decoder maps only).
+  [...$("kind").options].forEach((o) => { o.hidden = !state.result[o.value]; });
+  if (!state.result[state.kind]) state.kind = $("kind").value = ["cross", "decoder", "encoder"].find((k) => state.result[k]);
   const layers = state.result[state.kind], nl = layers.length, nh = layers[0].length;
+  const shown = state.layer === "last" || state.layer === "all" ? nl - 1 : +state.layer;
   state.layer = fillSelect($("layer"), [["last", `last (${nl - 1})`], ...[...Array(nl).keys()].map((l) => [l, `${l}`]),
     ["all", "all layers"]], state.layer);
-  state.head = fillSelect($("head"), [["mean", "mean of heads"], ...[...Array(nh).keys()].map((h) => [h, `${h}`]),
+  state.head = fillSelect($("head"), [["mean", "mean of heads"], ...headOptions(state.kind, nh, shown),
     ["all", "all heads"]], state.head);
 }
 
 for (const id of ["kind", "layer", "head"]) {
   $(id).addEventListener("change", (e) => {
     state[id] = e.target.value; state.hover = null;
-    if (id === "kind") fillControls();
+    if (id !== "head") fillControls();
     render();
   });
 }
@@ -226,12 +278,13 @@ async function translate(event) {
   const start = performance.now();
   try {
     const response = await fetch("/v1/attention", {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ text }),
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(summariser() ? { text, kinds: ["cross", "decoder"] } : { text }),
     });
     const body = await response.json();
     if (!response.ok) throw new Error(body.error || response.statusText);
     state.result = body; state.hover = null;
-    $("translation").textContent = body.translation || "(empty translation)";
+    $("translation").textContent = body.translation || (summariser() ? "(empty summary)" : "(empty translation)");
     $("result").hidden = false;
     fillControls();
     render();
@@ -248,235 +301,40 @@ $("text").addEventListener("keydown", (e) => {
   if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("form").requestSubmit(); }
 });
 
-fetch("/v1/model").then((r) => r.json()).then((m) => {
-  if (m.family === "vit") { setupVision(m); return; }
+const summariser = () => state.model && state.model.task === "summarisation";
+
+// A summariser is a translation model whose target is a short summary: the same explorer, other words.
+function setupTextToText(m) {
   const c = m.config, langs = m.src_lang && m.tgt_lang ? `${m.src_lang} → ${m.tgt_lang} · ` : "";
-  $("model-info").textContent = `${langs}${m.parameters.toLocaleString()} parameters · ` +
+  const what = summariser() ? "summariser · " : "";
+  $("model-info").textContent = `${what}${langs}${m.parameters.toLocaleString()} parameters · ` +
     `${c.n_encoder_layers}+${c.n_decoder_layers} layers · ${c.n_heads} heads · d_model ${c.d_model}`;
   if (m.tgt_lang) $("translation").lang = m.tgt_lang;
-}).catch(() => { $("model-info").textContent = "model info unavailable"; });
-
-// ========================================================================================== image models
-// A ViT: draw a digit (or upload a picture); ~150 ms after the last stroke the drawing is cropped to its ink,
-// scaled and centred as the training digits were (MNIST: the ink's box fills 20 of 28 pixels, its centre of
-// mass in the middle; see FRAMING), downscaled to the model's size and POSTed to /v1/classify. The answer's [CLS] attention (a g × g
-// grid over the patches) is drawn back over the drawing through the inverse of that crop-and-scale.
-const vision = { model: null, result: null, transform: null, requests: 0, seq: 0, mode: "draw", timer: null };
-state.vision = vision;
-// How the training digits were framed: the share of the picture the ink's box fills, and what is centred.
-// MNIST: a 20-pixel box in 28, centre of mass in the middle; scikit-learn's digits: the box fills the picture.
-const FRAMING = { mnist: [20 / 28, "mass"], digits: [1.0, "box"] };
-const INFERNO = [[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66], [245, 125, 21],
-  [250, 193, 39], [252, 255, 164]];
-function inferno(w) {
-  const x = Math.min(1, Math.max(0, w)) * (INFERNO.length - 1), i = Math.min(Math.floor(x), INFERNO.length - 2);
-  const f = x - i, a = INFERNO[i], b = INFERNO[i + 1];
-  return a.map((v, k) => Math.round(v + f * (b[k] - v)));
-}
-
-function setupVision(m) {
-  vision.model = m;
-  const img = m.image, c = m.config;
-  $("model-info").textContent = `image classifier (ViT) · ${img.image_size}×${img.image_size} px, ` +
-    `${img.patch_size}×${img.patch_size} patches (${m.grid}×${m.grid}) · ${c.n_encoder_layers} layers · ` +
-    `${c.n_heads} heads · d_model ${c.d_model} · ${m.parameters.toLocaleString()} parameters · ` +
-    `${m.labels.length} labels`;
-  document.title = "Rosetta · what the ViT sees";
-  $("form").hidden = true; $("result").hidden = true; $("footer-translation").hidden = true;
-  $("vision").hidden = false; $("footer-vision").hidden = false;
-  fillSelect($("vit-layer"), [["rollout", "rollout (all layers)"],
-    ...[...Array(c.n_encoder_layers).keys()].map((l) => [l, `layer ${l}`])], "rollout");
-  fillSelect($("vit-head"), [["mean", "mean of heads"], ...[...Array(c.n_heads).keys()].map((h) => [h, `${h}`])], "mean");
-  $("vit-head").disabled = true;
-  for (const id of ["vit-layer", "vit-head", "show-overlay"]) {
-    $(id).addEventListener("change", () => { $("vit-head").disabled = $("vit-layer").value === "rollout"; drawOverlay(); });
-  }
-  const draw = $("draw");
-  clearDrawing();
-  let drawing = false, last = null;
-  const point = (e) => {
-    const box = draw.getBoundingClientRect();
-    return [(e.clientX - box.left) * draw.width / box.width, (e.clientY - box.top) * draw.height / box.height];
-  };
-  const ctx = draw.getContext("2d");
-  const stroke = (from, to) => {
-    ctx.strokeStyle = "white"; ctx.lineWidth = 22; ctx.lineCap = "round"; ctx.lineJoin = "round";
-    ctx.beginPath(); ctx.moveTo(...from); ctx.lineTo(...to); ctx.stroke();
-  };
-  draw.addEventListener("pointerdown", (e) => {
-    e.preventDefault();
-    if (vision.mode !== "draw") clearDrawing(); // drawing after an upload starts a new digit
-    drawing = true; last = point(e);
-    draw.setPointerCapture?.(e.pointerId);
-    stroke(last, last);
-    schedule();
-  });
-  draw.addEventListener("pointermove", (e) => {
-    if (!drawing) return;
-    const p = point(e);
-    stroke(last, p); last = p;
-    schedule();
-  });
-  for (const type of ["pointerup", "pointercancel"]) draw.addEventListener(type, () => { drawing = false; });
-  $("clear").addEventListener("click", clearDrawing);
-  $("upload").addEventListener("change", (e) => { if (e.target.files[0]) uploadPicture(e.target.files[0]); e.target.value = ""; });
-}
-
-function clearDrawing() {
-  const draw = $("draw"), ctx = draw.getContext("2d");
-  ctx.fillStyle = "black"; ctx.fillRect(0, 0, draw.width, draw.height);
-  vision.mode = "draw"; vision.result = null; vision.transform = null; vision.seq++;
-  clearTimeout(vision.timer);
-  $("prediction").textContent = "–"; $("probability").textContent = ""; $("bars").replaceChildren();
-  $("overlay-caption").textContent = ""; $("vision-status").textContent = "";
-  const input = $("model-input");
-  input.getContext("2d").clearRect(0, 0, input.width, input.height);
-  drawOverlay();
-}
-
-function schedule() {
-  clearTimeout(vision.timer);
-  vision.timer = setTimeout(classifyDrawing, 150);
-}
-
-function canvasOf(size) {
-  const c = document.createElement("canvas");
-  c.width = c.height = size;
-  return c;
-}
-
-// The drawing → the model's S × S picture, framed like the training digits; returns null for an empty canvas. Sets
-// vision.transform: a model pixel u lies at canvas x = (u − S/2) / s + cx (the same for y).
-function modelPicture() {
-  const draw = $("draw"), W = draw.width, H = draw.height, S = vision.model.image.image_size;
-  const pixels = draw.getContext("2d").getImageData(0, 0, W, H).data;
-  let minX = W, minY = H, maxX = -1, maxY = -1, mass = 0, sx = 0, sy = 0;
-  for (let y = 0; y < H; y++) {
-    for (let x = 0; x < W; x++) {
-      const v = pixels[(y * W + x) * 4];
-      if (v < 16) continue;
-      minX = Math.min(minX, x); maxX = Math.max(maxX, x); minY = Math.min(minY, y); maxY = Math.max(maxY, y);
-      mass += v; sx += v * (x + 0.5); sy += v * (y + 0.5);
-    }
-  }
-  if (maxX < 0) return null;
-  const side = Math.max(maxX - minX + 1, maxY - minY + 1);
-  const [fill, centre] = FRAMING[vision.model.corpus] || FRAMING.mnist;
-  const s = (S * fill) / side;
-  const cx = centre === "mass" ? sx / mass : (minX + maxX + 1) / 2, cy = centre === "mass" ? sy / mass : (minY + maxY + 1) / 2;
-  vision.transform = { s, cx, cy, S };
-  // Drawn at 4 × S, then halved twice: a smoother downscale than one big step.
-  let big = canvasOf(4 * S), bctx = big.getContext("2d");
-  bctx.fillStyle = "black"; bctx.fillRect(0, 0, big.width, big.height);
-  bctx.imageSmoothingQuality = "high";
-  bctx.setTransform(4 * s, 0, 0, 4 * s, 2 * S - 4 * s * cx, 2 * S - 4 * s * cy);
-  bctx.drawImage(draw, 0, 0);
-  for (const size of [2 * S, S]) {
-    const small = canvasOf(size), sctx = small.getContext("2d");
-    sctx.imageSmoothingQuality = "high";
-    sctx.drawImage(big, 0, 0, size, size);
-    big = small;
-  }
-  return big;
-}
-
-function showInput(picture) {
-  const input = $("model-input"), ctx = input.getContext("2d");
-  ctx.imageSmoothingEnabled = false;
-  ctx.fillStyle = "black"; ctx.fillRect(0, 0, input.width, input.height);
-  ctx.drawImage(picture, 0, 0, input.width, input.height);
-}
-
-async function classifyDrawing() {
-  const picture = modelPicture();
-  if (!picture) return;
-  showInput(picture);
-  await classify(() => fetch("/v1/classify", {
-    method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ image: picture.toDataURL("image/png"), top_k: 5 }),
-  }));
-}
-
-// An uploaded picture: sent as it is (multipart); the server pads it to a square, so it is shown the same
-// way, fitted into the canvas, and the model's picture covers the whole canvas.
-async function uploadPicture(file) {
-  const draw = $("draw"), ctx = draw.getContext("2d"), S = vision.model.image.image_size;
-  clearDrawing();
-  vision.mode = "upload";
-  try {
-    const bitmap = await createImageBitmap(file);
-    const k = Math.min(draw.width / bitmap.width, draw.height / bitmap.height);
-    const w = bitmap.width * k, h = bitmap.height * k;
-    ctx.drawImage(bitmap, (draw.width - w) / 2, (draw.height - h) / 2, w, h);
-    showInput(draw);
-  } catch (error) { /* not a picture the browser can show: the server will say what is wrong */ }
-  vision.transform = { s: S / draw.width, cx: draw.width / 2, cy: draw.height / 2, S };
-  const form = new FormData();
-  form.append("image", file);
-  form.append("top_k", "5");
-  await classify(() => fetch("/v1/classify", { method: "POST", body: form }));
-}
-
-async function classify(send) {
-  const mine = ++vision.seq, status = $("vision-status"), start = performance.now();
-  status.className = "muted"; status.textContent = "classifying…";
-  try {
-    const response = await send();
-    const body = await response.json();
-    if (!response.ok) throw new Error(body.error || response.statusText);
-    if (mine !== vision.seq) return; // a newer drawing was sent meanwhile
-    vision.result = body; vision.requests++;
-    showPrediction(body);
-    drawOverlay();
-    status.textContent = `${Math.round(performance.now() - start)} ms`;
-  } catch (error) {
-    if (mine !== vision.seq) return;
-    status.className = "error"; status.textContent = `error: ${error.message}`;
+  if (summariser()) {
+    document.title = "Rosetta · summariser";
+    $("text").rows = 8; $("text").placeholder = "Paste a document, e.g. a paper's abstract.";
+    $("translate").textContent = "Summarise"; $("result-label").textContent = "summary";
+    $("translation").lang = m.tgt_lang || "en";
   }
 }
 
-function showPrediction(r) {
-  $("prediction").textContent = r.label;
-  $("probability").textContent = `${(100 * r.probability).toFixed(1)}%`;
-  $("bars").replaceChildren(...r.top.map(([label, p]) => {
-    const row = document.createElement("div");
-    row.className = "bar-row"; row.dataset.label = label; row.dataset.p = p;
-    const name = document.createElement("span"); name.className = "bar-label"; name.textContent = label;
-    const track = document.createElement("span"); track.className = "bar-track";
-    const fill = document.createElement("span"); fill.className = "bar-fill"; fill.style.width = `${(100 * p).toFixed(1)}%`;
-    track.append(fill);
-    const value = document.createElement("span"); value.className = "bar-value"; value.textContent = p.toFixed(3);
-    row.append(name, track, value);
-    return row;
-  }));
+// Each mode's set-up, by /v1/model's task; the modes' scripts are loaded after this one.
+const MODES = {
+  translation: setupTextToText, summarisation: setupTextToText,
+  "image-classification": (m) => setupVision(m), classification: (m) => setupClassifier(m),
+  lm: (m) => setupLanguageModel(m), qa: (m) => setupQuestionAnswering(m),
+};
+
+// Show only the given section (and its footer) of the page.
+function showOnly(section, footer) {
+  for (const id of ["form", "result", "vision", "classifier", "lm", "qa"]) $(id).hidden = id !== section;
+  for (const id of ["footer-translation", "footer-vision", "footer-text"]) $(id).hidden = id !== footer;
 }
 
-// The g × g weights picked in the selects: the rollout, or a layer's head (or the mean of its heads).
-function selectedGrid() {
-  const a = vision.result.attention, layer = $("vit-layer").value, head = $("vit-head").value;
-  if (layer === "rollout") return [a.rollout, "attention rollout through all layers"];
-  const heads = a.layers[+layer];
-  if (head === "mean") return [mean(heads), `layer ${layer}, mean of ${heads.length} heads`];
-  return [heads[+head], `layer ${layer}, head ${head}`];
-}
+window.addEventListener("DOMContentLoaded", () => {
+  fetch("/v1/model").then((r) => r.json()).then((m) => {
+    state.model = m;
+    (MODES[m.task] || MODES.translation)(m);
+  }).catch((error) => { $("model-info").textContent = `model info unavailable (${error.message})`; });
+});
 
-function drawOverlay() {
-  const overlay = $("overlay"), ctx = overlay.getContext("2d");
-  ctx.setTransform(1, 0, 0, 1, 0, 0);
-  ctx.clearRect(0, 0, overlay.width, overlay.height);
-  if (!vision.result || !vision.transform || !$("show-overlay").checked) return;
-  const [grid, caption] = selectedGrid(), g = grid.length;
-  const top = Math.max(1e-12, ...grid.flat());
-  const heat = canvasOf(g), hctx = heat.getContext("2d"), cells = hctx.createImageData(g, g);
-  grid.flat().forEach((w, i) => {
-    const [r, gr, b] = inferno(w / top);
-    cells.data.set([r, gr, b, Math.round(255 * (0.15 + 0.7 * w / top))], 4 * i);
-  });
-  hctx.putImageData(cells, 0, 0);
-  const t = vision.transform; // the heat grid covers the model's S × S picture; map it back onto the canvas
-  ctx.imageSmoothingEnabled = true; ctx.imageSmoothingQuality = "high";
-  ctx.setTransform(1 / t.s, 0, 0, 1 / t.s, t.cx - t.S / (2 * t.s), t.cy - t.S / (2 * t.s));
-  ctx.drawImage(heat, 0, 0, t.S, t.S);
-  ctx.setTransform(1, 0, 0, 1, 0, 0);
-  $("overlay-caption").textContent = `overlay: ${caption} (max ${top.toFixed(2)})`;
-}
