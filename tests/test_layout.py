@@ -23,10 +23,11 @@ ALLOWED = {
     "train": {"checkpoint", "data", "decode", "models", "nn", "special_tokens", "io"},
     "decode": {"checkpoint", "data", "models", "nn", "special_tokens", "io"},
     "tasks": {"checkpoint", "data", "decode", "models", "nn", "special_tokens", "train", "io"},
+    "compress": {"checkpoint", "data", "decode", "models", "nn", "special_tokens", "tasks", "train", "io"},
     "view": {"checkpoint", "data", "decode", "models", "nn", "special_tokens", "io"},
     "server": {"checkpoint", "data", "decode", "models", "nn", "special_tokens", "view", "io"},
-    "cli": {"checkpoint", "data", "decode", "models", "nn", "special_tokens", "tasks", "train", "view", "server",
-            "io"},
+    "cli": {"checkpoint", "compress", "data", "decode", "models", "nn", "special_tokens", "tasks", "train", "view",
+            "server", "io"},
 }
 
 

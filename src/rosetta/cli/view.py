@@ -73,13 +73,17 @@ def serve(
     max_image_bytes: int = typer.Option(5_000_000, "--max-image-bytes",
                                         help="Largest picture /v1/classify accepts (image models)."),
     int8: bool = typer.Option(False, "--int8", help="Dynamic int8 quantization (CPU)."),
+    engine: str = typer.Option(None, "--engine", help="torch, onnx or ct2 (a translation model; default: what "
+                                                      "--model holds, PyTorch or an export)."),
     device: str = typer.Option("cpu", "--device"),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn's: critical, error, warning, info."),
 ) -> None:
-    """Serve a model over HTTP: the JSON API under /v1, the attention explorer at /, OpenAPI at /docs.
+    """Serve a model of any task over HTTP: the JSON API under /v1, a page at /, OpenAPI at /docs.
 
-    A translation model: /v1/translate and /v1/attention. An image model (ViT): /v1/classify, and a page to
-    draw a digit (or upload a picture) and see the prediction and the attention over it."""
+    A translation model: /v1/translate and /v1/attention; a summariser: /v1/summarise and /v1/attention; a text
+    classifier: /v1/classify, /v1/embed and /v1/attention; any other encoder (all-MiniLM-L6-v2 too): /v1/embed;
+    a question-answering model: /v1/answer; a language model: /v1/generate (streamed); an image model (ViT):
+    /v1/classify, and a page to draw a digit (or upload a picture). GET /v1/model says the task and endpoints."""
     import uvicorn
 
     from rosetta.server import Settings, create_app
@@ -88,12 +92,16 @@ def serve(
         fail("--max-texts, --max-chars, --max-batch and --max-image-bytes must be at least 1")
     settings = Settings(max_texts=max_texts, max_chars=max_chars, max_batch=max_batch, batching=not no_batching,
                         max_image_bytes=max_image_bytes)
-    if model_family(model) == "vit":
-        if int8:
-            fail("--int8 is for translation models")
-        served = load_model(model, device)
+    family = model_family(model)
+    if family in (None, "translation"):  # None: no readable config.json, the loader says why
+        from rosetta.cli.export import engine_model_dir
+
+        directory, int8 = engine_model_dir(model, engine, int8)
+        served = load_translator(directory, device, int8)
     else:
-        served = load_translator(model, device, int8)
+        if int8 or engine:
+            fail(f"--int8 and --engine are for translation models; {model} holds a {family!r} model")
+        served = load_model(model, device)
     app = create_app(served, settings)
     typer.echo(f"serving {model} at http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
     uvicorn.run(app, host=host, port=port, log_level=log_level)

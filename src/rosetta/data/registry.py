@@ -34,11 +34,11 @@ class CorpusInfo:
     """A registered corpus. ``layout`` says how its files are read; ``clean`` gives default steps per language."""
 
     name: str
-    task: str  # translation | text | classification | images
+    task: str  # translation | text | classification | images | qa | summarisation
     languages: tuple[str, ...]
     folder: str
     files: tuple[CorpusFile, ...]
-    layout: str  # aligned | tatoeba | iwslt | download-only | text | sst2 | npz
+    layout: str  # aligned | tatoeba | iwslt | download-only | text | sst2 | npz | squad | scitldr
     splits: dict[str, str] = field(default_factory=dict)  # split name → file stem (where files are per split)
     clean: dict[str, tuple[str, ...]] = field(default_factory=dict)
     source: str = ""
@@ -70,6 +70,23 @@ _MNIST_ARRAYS = {  # /work/shared/data/mnist/SOURCE.md: the standard MNIST order
     "y_train": "1feba77c54802fa5339a11837ea4b2866434b83314ec45192930f1df69120c13",
     "x_test": "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161",
     "y_test": "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5",
+}
+_XQUAD = "https://raw.githubusercontent.com/google-deepmind/xquad/7d30520c717524000f0d9d2f9c10a069acd9d285/"
+_XQUAD_SHA = {
+    "xquad.en.json": "e4c57d1c9143aaa1c5d265ba5987a65f4e69528d2a98f29d6e75019b10344f29",
+    "xquad.zh.json": "691d0b3359bc6b8faa8de931dfdfe21d50a65861ae348e32a0d1a0190b0c8835",
+    "xquad.de.json": "990b5d746746ed65ed4702ea5f35f99ffa4e2f1c390c07d003642acd937916f9",
+}
+_CMRC = "https://raw.githubusercontent.com/ymcui/cmrc2018/c0eb1b6ba219847457e6af3180da722bbeb656af/squad-style-data/"
+_CMRC_SHA = {
+    "cmrc2018_trial.json": "f3fae95b57da8e03afb2b57467dd221417060ef4d82db13bf22fc88589f3a6f3",
+    "cmrc2018_dev.json": "e9ff74231f05c230c6fa88b84441ee334d97234cbb610991cd94b82db00c7f1f",
+}
+_SCITLDR = ("https://raw.githubusercontent.com/allenai/scitldr/5ccad9c00a60ad75c9e04abf7f27d0f53f983b20/"
+            "SciTLDR-Data/SciTLDR-A/")
+_SCITLDR_SHA = {  # the test split (618 papers) is withheld from the shared copy on purpose
+    "train.jsonl": "b222771d387be585cfdf5ae957b36757138415a352e0a3e3b23f73f87c3b1119",
+    "dev.jsonl": "3191fa98ccc09521332b7a1cd63b1930be4e8df125a235ccd31e40329709525e",
 }
 _WMT14 = ["http://statmt.org/wmt13/training-parallel-europarl-v7.tgz",
           "http://statmt.org/wmt13/training-parallel-commoncrawl.tgz",
@@ -118,6 +135,24 @@ REGISTRY: dict[str, CorpusInfo] = {info.name: info for info in [
         source="MNIST (LeCun, Cortes, Burges) as Keras' mnist.npz; the shared copy is packed from "
                "github.com/rasbt/mnist-pngs @ d26bd33 in the standard MNIST order",
         licence="MNIST: none stated (yann.lecun.com/exdb/mnist); rasbt/mnist-pngs: MIT"),
+    CorpusInfo(
+        "xquad", "qa", ("en", "zh", "de"), "xquad",
+        tuple(CorpusFile(n, _XQUAD + n, h) for n, h in _XQUAD_SHA.items()), "squad",
+        splits={"train": "", "test": ""},
+        source="github.com/google-deepmind/xquad @ 7d30520 (xquad.{en,zh,de}.json; from SQuAD v1.1 dev)",
+        licence="CC BY-SA 4.0; cite Artetxe et al. 2019 (and Rajpurkar et al. 2016)"),
+    CorpusInfo(
+        "cmrc2018", "qa", ("zh",), "cmrc2018",
+        tuple(CorpusFile(n, _CMRC + n, h) for n, h in _CMRC_SHA.items()), "squad",
+        splits={"train": "", "test": ""},
+        source="github.com/ymcui/cmrc2018 @ c0eb1b6 (squad-style-data: trial and dev)",
+        licence="CC BY-SA 4.0; cite Cui et al. 2019"),
+    CorpusInfo(
+        "scitldr", "summarisation", ("en",), "scitldr",
+        tuple(CorpusFile(n, _SCITLDR + n, h) for n, h in _SCITLDR_SHA.items()), "scitldr",
+        splits={"train": "train", "valid": "dev"},
+        source="github.com/allenai/scitldr @ 5ccad9c (SciTLDR-Data/SciTLDR-A: abstract → TLDR; test withheld)",
+        licence="Apache-2.0; cite Cachola et al. 2020"),
     CorpusInfo(
         "iwslt14-de-en", "translation", ("de", "en"), "iwslt14_de_en",
         (CorpusFile("de-en.tgz", "http://dl.fbaipublicfiles.com/fairseq/data/iwslt14/de-en.tgz", None),), "iwslt",

@@ -27,7 +27,7 @@ from torch import nn
 
 from rosetta import checkpoint as ckpt
 from rosetta.data.batching import pad
-from rosetta.data.tokenizer import EOS_ID, Tokenizer, encode_texts
+from rosetta.data.tokenizer import Tokenizer, encode_texts
 from rosetta.decode.translator import load
 from rosetta.models.encoder import EncoderModel, mean_pool
 from rosetta.models.lm import LanguageModel
@@ -92,7 +92,8 @@ def load_any(directory: str | Path, device: str | torch.device = "cpu", *, image
         model: nn.Module = LanguageModel(config)
         tokenizer: Any = Tokenizer.load(path)
     elif family == "encoder":
-        model = EncoderModel(config, num_labels=info.get("num_labels", 0), pooler=info.get("pooler", False))
+        model = EncoderModel(config, num_labels=info.get("num_labels", 0), pooler=info.get("pooler", False),
+                             span_head=info.get("task") == "qa", mlm_head=info.get("mlm_head", False))
         tokenizer = load_text_tokenizer(path, info)
     elif family == "vit":
         model, tokenizer = ViT(config, ImageSpec.from_dict(info["image"]), info["num_labels"]), None
@@ -128,7 +129,9 @@ def sentence_embeddings(loaded: LoadedModel, texts: Sequence[str], normalize: bo
     if loaded.family == "encoder":
         ids = encode_texts(loaded.tokenizer, texts, loaded.info.get("max_length") or config.max_len)
     else:  # translation: the source side, as the model reads it when translating
-        ids = [loaded.tokenizer.encode(t)[: config.max_len - 1] + [EOS_ID] for t in texts]
+        tok = loaded.tokenizer
+        body = config.max_len - len(tok.frame_source([]))  # room left by </s> (or [CLS] … [SEP])
+        ids = [tok.frame_source(tok.encode(t)[:body]) for t in texts]
     device = next(model.parameters()).device
     out = []
     for start in range(0, len(ids), batch_size):

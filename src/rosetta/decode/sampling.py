@@ -3,7 +3,8 @@
     logits (N, V) ─ min length ─ temperature ─ top-k ─ top-p (nucleus) ─ softmax ─ multinomial ─ ids (N,)
 
 ``generate(model, prompt, …)`` runs a decoder-only ``LanguageModel`` incrementally (its key/value caches, one
-token a step) and yields each new token as soon as it is chosen, so the CLI and the server can stream.
+token a step) and yields each new token as soon as it is chosen; ``stream_text`` turns those tokens into the
+text each adds, so the CLI and the server can stream.
 """
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from rosetta.special_tokens import BOS_ID, PAD_ID, UNK_ID
+
+# Never produced by a language model trained on plain text: those tokens never occur in its targets.
+LM_SUPPRESS = (PAD_ID, BOS_ID, UNK_ID)
+
 
 def apply_min_length(logits: torch.Tensor, step: int, min_len: int, eos_id: int) -> torch.Tensor:
     """Forbid EOS (logit −∞, in place) while fewer than ``min_len`` tokens exist; ``step`` = tokens so far.
@@ -22,6 +28,24 @@ def apply_min_length(logits: torch.Tensor, step: int, min_len: int, eos_id: int)
     if step < min_len:
         logits[:, eos_id] = -math.inf
     return logits
+
+
+def no_repeat_ngram_filter(logits: torch.Tensor, history: torch.Tensor, n: int) -> torch.Tensor:
+    """Forbid (logit −∞, in place) every token that would repeat an n-gram: ``no_repeat_ngram_size`` as
+    fairseq and Hugging Face define it — a hypothesis may not produce an n-gram it already contains.
+
+    For a row whose tokens so far are h₀ … h_{t−1}, the banned tokens are h_{j+n−1} for every j with
+    h_j … h_{j+n−2} = h_{t−n+1} … h_{t−1} (the n−1 last tokens seen before, each followed by that token).
+    logits: (N, V); history: (N, t) token ids without BOS (the start token occurs once, so it never repeats
+    an n-gram). n ≤ 0, or fewer than n tokens so far, bans nothing. Returns ``logits`` for chaining."""
+    t = history.shape[1]
+    if n <= 0 or t < n:
+        return logits
+    windows = history.unfold(1, n, 1)  # (N, t − n + 1, n): every n-gram so far
+    suffix = history[:, t - n + 1 :]  # (N, n − 1): the prefix the next token would complete
+    match = (windows[..., :-1] == suffix[:, None, :]).all(dim=-1)  # (N, t − n + 1)
+    hits = torch.zeros(logits.shape, device=logits.device).scatter_add_(1, windows[..., -1], match.float())
+    return logits.masked_fill_(hits > 0, -math.inf)
 
 
 def top_k_filter(logits: torch.Tensor, k: int | None) -> torch.Tensor:
@@ -125,3 +149,26 @@ def generate(
             return
         yield token
         ids = (ids + [token])[-window:]
+
+
+def stream_text(model, tokenizer, prompt: str, max_new_tokens: int, temperature: float = 1.0,
+                top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None,
+                suppress: Sequence[int] = LM_SUPPRESS) -> Iterator[tuple[int, str]]:
+    """Continue ``prompt`` (text) with ``generate``, yielding (token id, the text it adds) per new token.
+
+    The pieces are read off the decoded continuation: piece_t = decode(ids[:t+1])[len(decode(ids[:t])):]. A
+    byte-level token that ends inside a multi-byte character adds "" (its half character decodes to U+FFFD)
+    and the token that completes the character carries it; so the pieces join to ``tokenizer.decode(ids)``,
+    except an unfinished character at the very end (decode the ids for the final text)."""
+    ids = tokenizer.encode(prompt)
+    produced: list[int] = []
+    shown = ""
+    for token in generate(model, ids, max_new_tokens, temperature, top_k, top_p, generator=generator,
+                          suppress=suppress):
+        produced.append(token)
+        text = tokenizer.decode(produced)
+        if text.endswith("\ufffd") or not text.startswith(shown):
+            yield token, ""
+            continue
+        piece, shown = text[len(shown):], text
+        yield token, piece

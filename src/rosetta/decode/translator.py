@@ -13,10 +13,10 @@ import torch
 
 from rosetta import checkpoint as ckpt
 from rosetta.data.batching import pad
-from rosetta.data.tokenizer import BOS_ID, EOS_ID, load_tokenizers
+from rosetta.data.tokenizer import load_tokenizers
 from rosetta.decode.beam import beam_search
 from rosetta.decode.defaults import DecodeOptions, max_source_tokens
-from rosetta.decode.search import greedy_search
+from rosetta.decode.search import greedy_search, output_limits
 from rosetta.models.transformer import Transformer
 from rosetta.nn.config import ModelConfig
 
@@ -49,7 +49,7 @@ class Translator:
                 warnings.warn(f"source of {len(ids)} tokens truncated to the model's limit of "
                               f"{self.max_src_tokens} tokens: {text[:40]!r}…", stacklevel=3)
             ids = ids[: self.max_src_tokens]
-        return ids + [EOS_ID]
+        return self.src_tokenizer.frame_source(ids)  # ids + </s>, or [CLS] ids [SEP] for a BERT vocabulary
 
     def _src_tensor(self, id_lists: list[list[int]]) -> torch.Tensor:
         return pad(id_lists, self.config.pad_id).to(self.device)
@@ -57,28 +57,35 @@ class Translator:
     # ------------------------------------------------------------------ translation
     @torch.inference_mode()
     def translate(self, texts: list[str], beam: int | None = None, max_length: int | None = None,
-                  batch_size: int = 64, length_penalty: float | None = None) -> list[str]:
-        """Translate each text; an empty (or blank) text gives an empty translation. Order is kept."""
+                  batch_size: int = 64, length_penalty: float | None = None,
+                  no_repeat_ngram_size: int | None = None) -> list[str]:
+        """Translate each text; an empty (or blank) text gives an empty translation. Order is kept.
+        Options left None come from the model's saved [decode] options (``DecodeOptions``)."""
         if isinstance(texts, str):
             texts = [texts]
         options = self.decode_options
         beam = beam or options.beam
         alpha = options.length_penalty if length_penalty is None else length_penalty
         ratio, offset = options.max_len_ratio, options.max_len_offset
+        no_repeat = options.no_repeat_ngram_size if no_repeat_ngram_size is None else no_repeat_ngram_size
         results = [""] * len(texts)
         todo = [(i, self.encode_source(t)) for i, t in enumerate(texts) if t.strip()]
         todo.sort(key=lambda item: len(item[1]))  # similar lengths together: less padding
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
             src = self._src_tensor([ids for _, ids in chunk])
-            kwargs = dict(max_len=max_length, max_len_ratio=None if max_length else ratio, max_len_offset=offset)
-            if beam <= 1:
-                outputs = greedy_search(self.model, src, **kwargs)
-            else:
-                outputs = beam_search(self.model, src, beam_size=beam, length_penalty=alpha, **kwargs)
-            for (i, _), ids in zip(chunk, outputs):
+            kwargs = dict(max_len=max_length, max_len_ratio=None if max_length else ratio, max_len_offset=offset,
+                          no_repeat_ngram_size=no_repeat)
+            for (i, _), ids in zip(chunk, self._search(src, beam, alpha, **kwargs)):
                 results[i] = self.tgt_tokenizer.decode(ids)
         return results
+
+    def _search(self, src: torch.Tensor, beam: int, alpha: float, **options: Any) -> list[list[int]]:
+        """Output ids of a padded batch of sources (B, S): greedy (beam 1) or beam search over ``self.model``
+        (a ``Transformer``, or an exported model's engine offering the same interface)."""
+        if beam <= 1:
+            return greedy_search(self.model, src, **options)
+        return beam_search(self.model, src, beam_size=beam, length_penalty=alpha, **options)
 
     @torch.inference_mode()
     def attention(self, text: str, beam: int = 1) -> dict[str, Any]:
@@ -90,7 +97,7 @@ class Translator:
         """
         src_ids = self.encode_source(text)
         translation = self.translate([text], beam=beam)[0]
-        tgt_ids = [BOS_ID] + self.tgt_tokenizer.encode(translation)
+        tgt_ids = [self.config.bos_id] + self.tgt_tokenizer.encode(translation)
         src = self._src_tensor([src_ids])
         tgt = torch.tensor([tgt_ids], device=self.device)
         _, maps = self.model(src, tgt, return_attention=True)
@@ -103,14 +110,31 @@ class Translator:
         }
 
 
-def load(directory: str | Path, device: str | torch.device = "cpu", int8: bool = False) -> Translator:
-    """Load a trained translation model (model dir, checkpoint dir, or training run dir)."""
+class CT2Translator(Translator):
+    """A ``Translator`` whose search is CTranslate2's (``rosetta.decode.engines.CT2Engine``): the same text in,
+    text out, output limits and decoding defaults; only ``_search`` differs."""
+
+    def _search(self, src: torch.Tensor, beam: int, alpha: float, no_repeat_ngram_size: int = 0,
+                **limits: Any) -> list[list[int]]:
+        caps = output_limits(src, self.config.pad_id, cap=self.config.max_len, **limits)
+        id_lists = [row[row != self.config.pad_id].tolist() for row in src.cpu()]
+        return self.model.translate_ids(id_lists, caps.tolist(), beam, alpha, no_repeat_ngram_size or 0)
+
+
+def load(directory: str | Path, device: str | torch.device = "cpu", int8: bool = False,
+         threads: int | None = None) -> Translator:
+    """Load a trained translation model (model dir, checkpoint dir, or training run dir), or one exported by
+    ``rosetta export`` (ONNX Runtime or CTranslate2 runs it, with ``threads`` threads; default: torch's)."""
     path = ckpt.resolve_model_dir(directory)
     ckpt.verify_checkpoint(path)
     info = ckpt.read_config(path)
     family = info.get("family", "translation")
     if family != "translation":
         raise ValueError(f"{path} holds a {family!r} model; rosetta.load() loads translation models")
+    if info.get("format", "pytorch") != "pytorch":
+        from rosetta.decode.engines import load_exported
+
+        return load_exported(path, info, device, int8, threads)
     config = ModelConfig.from_dict(info["model"])
     model = Transformer(config)
     ckpt.load_weights(path, model, "cpu")

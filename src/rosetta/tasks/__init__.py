@@ -28,12 +28,24 @@ def build_task(recipe: Recipe, data_dir: Path | None = None, run_dir: Path | Non
         from rosetta.tasks.classification import ClassificationTask
 
         return ClassificationTask(recipe, data_dir, run_dir, resume)
+    if kind == "qa":
+        from rosetta.tasks.qa import QATask
+
+        return QATask(recipe, data_dir, run_dir, resume)
     if kind == "image-classification":
         from rosetta.tasks.image_classification import ImageClassificationTask
 
         return ImageClassificationTask(recipe, data_dir, run_dir, resume)
+    if kind == "mlm":
+        from rosetta.tasks.mlm import MLMTask
+
+        return MLMTask(recipe, data_dir, run_dir, resume)
+    if kind == "summarisation":
+        from rosetta.tasks.summarise import SummarisationTask
+
+        return SummarisationTask(recipe, data_dir, run_dir, resume)
     raise ValueError(f"unknown task {kind!r}; rosetta train handles: translation, text-to-text, lm, classification, "
-                     "image-classification")
+                     "image-classification, mlm, qa, summarisation")
 
 
 def preset_sizes(preset: str, depth: str) -> dict[str, Any]:

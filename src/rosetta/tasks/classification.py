@@ -164,7 +164,8 @@ class ClassificationTask:
     def model_config(self) -> dict[str, Any]:
         d = self.recipe.data
         names = LABEL_NAMES.get(d.corpus or "", [str(i) for i in range(self.num_labels)])
-        return {"family": "encoder", "model": self.config.to_dict(), "num_labels": self.num_labels,
+        return {"family": "encoder", "task": "classification", "model": self.config.to_dict(),
+                "num_labels": self.num_labels,
                 "pooler": False, "labels": names, "tokenizer": self.tokenizer_kind,
                 "pretrained": str(self.recipe.model.pretrained) if self.pretrained else None,
                 "pretrained_weights": bool(self.pretrained and self.recipe.model.load_weights),

@@ -145,7 +145,8 @@ class ImageClassificationTask:
 
     def model_config(self) -> dict[str, Any]:
         d = self.recipe.data
-        return {"family": "vit", "model": self.config.to_dict(), "image": self.image.to_dict(),
+        return {"family": "vit", "task": "image-classification", "model": self.config.to_dict(),
+                "image": self.image.to_dict(),
                 "num_labels": self.num_labels, "labels": self.labels, "corpus": d.corpus,
                 "valid_size": len(self.valid_labels), "data_seed": d.seed}
 

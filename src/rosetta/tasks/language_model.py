@@ -162,7 +162,7 @@ class LanguageModelTask:
 
     def model_config(self) -> dict[str, Any]:
         d = self.recipe.data
-        return {"family": "lm", "model": self.config.to_dict(), "tokenizer": self.recipe.tokenizer.kind,
+        return {"family": "lm", "task": "lm", "model": self.config.to_dict(), "tokenizer": self.recipe.tokenizer.kind,
                 "corpus": d.corpus, "block_size": self.block_size}
 
     def write_tokenizers(self, directory: Path) -> None:

@@ -43,27 +43,37 @@ class TranslationTask:
     def __init__(self, recipe: Recipe, data_dir: Path | None = None, run_dir: Path | None = None,
                  resume: bool = False):
         self.recipe = recipe
-        d, tcfg = recipe.data, recipe.tokenizer
+        d = recipe.data
         train_pairs, self.valid_pairs = self._load_data(data_dir)
-        saved = Path(run_dir) / TOKENIZER_DIR if run_dir else None
-        if resume and saved and saved.exists():
-            self.src_tok, self.tgt_tok = load_tokenizers(saved)
-        else:
-            self.src_tok, self.tgt_tok = train_tokenizers(
-                [s for s, _ in train_pairs], [t for _, t in train_pairs], tcfg.vocab_size, joint=tcfg.joint,
-                min_frequency=tcfg.min_frequency)
-            if saved:
-                saved.mkdir(parents=True, exist_ok=True)
-                save_tokenizers(saved, self.src_tok, self.tgt_tok)
+        self.src_tok, self.tgt_tok = self._tokenizers(train_pairs, run_dir, resume)
         self.train_ids = self._encode(train_pairs, d.max_length)
         self.valid_ids = self._encode(self.valid_pairs, None)
-        overrides = dict(recipe.model.overrides)
-        self.config = ModelConfig.preset(
-            recipe.model.preset, src_vocab_size=self.src_tok.vocab_size, tgt_vocab_size=self.tgt_tok.vocab_size,
-            pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID, **overrides)
         torch.manual_seed(recipe.train.seed)
-        self.model = Transformer(self.config)
+        self.model = self._build_model()
+        self.config = self.model.config
         self.device = torch.device("cpu")
+
+    def _build_model(self) -> Transformer:
+        """The recipe's preset with its [model] overrides, sized to the tokenizers' vocabularies."""
+        config = ModelConfig.preset(
+            self.recipe.model.preset, src_vocab_size=self.src_tok.vocab_size,
+            tgt_vocab_size=self.tgt_tok.vocab_size, pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID,
+            **self.recipe.model.overrides)
+        return Transformer(config)
+
+    def _tokenizers(self, train_pairs: list[tuple[str, str]], run_dir: Path | None, resume: bool):
+        """(source, target) tokenizers: the run's saved ones when resuming, else learned from the training pairs
+        as the recipe's [tokenizer] says (and saved in the run, so that a resume reads the same ones)."""
+        tcfg = self.recipe.tokenizer
+        saved = Path(run_dir) / TOKENIZER_DIR if run_dir else None
+        if resume and saved and saved.exists():
+            return load_tokenizers(saved)
+        src_tok, tgt_tok = train_tokenizers([s for s, _ in train_pairs], [t for _, t in train_pairs],
+                                            tcfg.vocab_size, joint=tcfg.joint, min_frequency=tcfg.min_frequency)
+        if saved:
+            saved.mkdir(parents=True, exist_ok=True)
+            save_tokenizers(saved, src_tok, tgt_tok)
+        return src_tok, tgt_tok
 
     def _load_data(self, data_dir: Path | None) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """(training pairs, validation pairs without empty sides), cut to the recipe's sizes."""
@@ -83,7 +93,7 @@ class TranslationTask:
         for s, t in zip(src, tgt):
             if max_length is not None and (not s or not t or max(len(s), len(t)) + 1 > max_length):
                 continue
-            out.append((s + [EOS_ID], t))  # the source ends with </s>; BOS/EOS of the target come in collate
+            out.append((self.src_tok.frame_source(s), t))  # s + </s>; BOS/EOS of the target come in collate
         return out
 
     def to(self, device: torch.device) -> None:
@@ -96,14 +106,15 @@ class TranslationTask:
             rank=rank, world_size=world_size, collate=self._collate)
 
     def _collate(self, examples):
-        return batching.collate_translation(examples, PAD_ID, BOS_ID, EOS_ID)
+        c = self.config
+        return batching.collate_translation(examples, c.pad_id, c.bos_id, c.eos_id)
 
     def count_tokens(self, batch) -> int:
         return int(batch.n_tgt_tokens)
 
     def loss(self, model: nn.Module, batch, label_smoothing: float):
         logits = model(batch.src.to(self.device), batch.tgt_in.to(self.device))
-        return label_smoothed_nll(logits, batch.tgt_out.to(self.device), PAD_ID, label_smoothing)
+        return label_smoothed_nll(logits, batch.tgt_out.to(self.device), self.config.pad_id, label_smoothing)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, full: bool) -> dict[str, float]:
@@ -127,14 +138,18 @@ class TranslationTask:
     def greedy_scores(self, model: nn.Module, ids: list[tuple[list[int], list[int]]],
                       pairs: list[tuple[str, str]], tgt_lang: str):
         """Greedy-decode the sources of ``ids`` and score them against the references of ``pairs`` (sacreBLEU)."""
-        sources, refs, hyps = [s for s, _ in ids], [t for _, t in pairs], []
-        dec = self.recipe.decode
+        return score(self.greedy_outputs(model, [s for s, _ in ids]), [t for _, t in pairs], tgt_lang)
+
+    def greedy_outputs(self, model: nn.Module, sources: list[list[int]]) -> list[str]:
+        """Greedy decoding (the recipe's [decode] output limits and no-repeat size) of source ids → texts."""
+        hyps, dec = [], self.recipe.decode
         for start in range(0, len(sources), 100):
-            src = batching.pad(sources[start : start + 100], PAD_ID)
+            src = batching.pad(sources[start : start + 100], self.config.pad_id)
             out = decode.greedy_search(model, src.to(self.device), max_len_ratio=dec.max_len_ratio,
-                                       max_len_offset=dec.max_len_offset)
+                                       max_len_offset=dec.max_len_offset,
+                                       no_repeat_ngram_size=dec.no_repeat_ngram_size)
             hyps.extend(self.tgt_tok.decode(ids) for ids in out)
-        return score(hyps, refs, tgt_lang)
+        return hyps
 
     def model_config(self) -> dict[str, Any]:
         d = self.recipe.data

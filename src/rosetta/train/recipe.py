@@ -22,7 +22,8 @@ from rosetta.decode.defaults import DecodeOptions
 
 @dataclass
 class DataSection:
-    task: str = "translation"  # translation | text-to-text | lm | classification | image-classification
+    task: str = "translation"  # translation | text-to-text | lm | classification | image-classification | mlm
+    #                                | summarisation
     corpus: str | None = None  # a registry name (rosetta data list), or None with the files below
     # text-to-text: several translation corpora in one model, each source prefixed with its task
     # ([[data.mixture]] tables: corpus, src_lang, tgt_lang, prefix), e.g. "translate English to Chinese: "
@@ -40,13 +41,14 @@ class DataSection:
     windows: str = "random"  # LM: random (nanoGPT: windows at random offsets) | chunks (non-overlapping, shuffled)
     valid_size: int | None = None  # validation examples kept (LM: windows scored at each periodic evaluation;
     #                                images: training images held out as validation, default 5,000)
+    stride: int = 128  # QA: tokens shared by neighbouring windows of a context longer than max_length
     augment_shift: int = 0  # images: shift each training image by up to this many pixels (a fresh draw each time)
     seed: int = 1
 
 
 @dataclass
 class TokenizerSection:
-    kind: str = "bpe"  # bpe | char | pretrained
+    kind: str = "bpe"  # bpe | char | pretrained | wordpiece (BERT-Chinese's: CJK characters + "##" pieces; mlm)
     vocab_size: int = 8000
     joint: bool = True
     min_frequency: int = 2
