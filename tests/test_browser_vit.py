@@ -1,7 +1,8 @@
 """The page with an image model, in a real browser (Debian's chromium driven by Playwright, as test_browser.py):
 draw a digit with the mouse, wait for the prediction, the top-5 bars and the attention overlay; check them
 against the model's own answer for the very picture the page sent; pick a layer and head; upload a file;
-clear. The screenshot is docs/images/page-vit.png."""
+clear. The page is screenshotted (into the test's tmp dir: a test never writes into the repository; the
+README's docs/images/page-vit.png was taken with the trained MNIST model)."""
 
 import base64
 import json
@@ -26,8 +27,6 @@ if not Path(CHROMIUM).exists():
     pytest.skip(f"browser test skipped: no Chromium at {CHROMIUM} (see tests/test_browser.py)", allow_module_level=True)
 from playwright import sync_api  # noqa: E402
 from tiny_vit import digit_picture, tiny_vit_dir  # noqa: E402
-
-SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "images" / "page-vit.png"
 
 
 @pytest.fixture(scope="module")
@@ -119,9 +118,9 @@ def test_draw_a_digit_and_see_the_prediction_and_where_it_looked(page, loaded, t
     assert share > 0.2 and colours > 20
     assert painted(page, "#model-input")[1] > 5
     assert "rollout" in page.inner_text("#overlay-caption")
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT))
-    assert SCREENSHOT.stat().st_size > 10_000
+    screenshot = tmp_path / "page-vit.png"
+    page.screenshot(path=str(screenshot))
+    assert screenshot.stat().st_size > 10_000
 
     # another map: layer 1, head 2 — the overlay changes, the prediction does not
     before = page.evaluate("document.getElementById('overlay').toDataURL()")
