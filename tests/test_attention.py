@@ -245,3 +245,41 @@ def test_bad_masks_and_sizes_raise_clear_errors():
         MultiHeadAttention(d_model=10, n_heads=3)
     mha = MultiHeadAttention(d_model=10, n_heads=3, d_k=4, d_v=2)  # explicit sizes: fine
     assert mha(torch.randn(1, 2, 10))[0].shape == (1, 2, 10)
+
+
+def test_kv_cache_reorders_every_step_like_a_fresh_gather():
+    """Beam search reorders every layer's cache every step: the reorder gathers into a kept second buffer.
+    Against plain tensors gathered with fancy indexing, across growths, repeats and batch changes."""
+    gen = torch.Generator().manual_seed(6)
+    cache, ref_k, ref_v = KVCache(), torch.empty(4, 2, 0, 3), torch.empty(4, 2, 0, 5)
+    for step, rows in enumerate([4, 4, 4, 8, 8, 8, 8, 3, 3] + [3] * 20):  # grows past 16 and 32 positions
+        if ref_k.shape[0] != rows or step % 2:  # batch changes, and every other step a same-size shuffle
+            index = torch.randint(0, ref_k.shape[0], (rows,), generator=gen)
+            cache.reorder(index)
+            ref_k, ref_v = ref_k[index], ref_v[index]
+        k, v = torch.randn(rows, 2, 1, 3, generator=gen), torch.randn(rows, 2, 1, 5, generator=gen)
+        got_k, got_v = cache.append(k, v)
+        ref_k, ref_v = torch.cat([ref_k, k], 2), torch.cat([ref_v, v], 2)
+        assert torch.equal(got_k, ref_k) and torch.equal(got_v, ref_v), f"step {step}"
+
+
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_cross_attention_groups_the_beams_of_a_source(need_weights):
+    """W hypotheses per source against a cache of the B sources = the same queries against the cache copied
+    to B·W rows (what a cache reordered by hypothesis holds); a row count that is no multiple is refused."""
+    torch.manual_seed(7)
+    mha = MultiHeadAttention(d_model=8, n_heads=2, cross=True).eval()
+    b, w, s = 3, 4, 5
+    mem = torch.randn(b, s, 8)
+    mask = padding_mask(torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]]), pad_id=0)
+    x = torch.randn(b * w, 1, 8)
+    per_source, per_row = KVCache(), KVCache()
+    mha.precompute_kv(mem, per_source)
+    mha.precompute_kv(mem.repeat_interleave(w, 0), per_row)
+    out, weights = mha(x, mask=mask, cache=per_source, need_weights=need_weights)
+    ref, ref_weights = mha(x, mask=mask.repeat_interleave(w, 0), cache=per_row, need_weights=need_weights)
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=0)
+    if need_weights:
+        torch.testing.assert_close(weights, ref_weights, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="W hypotheses per source"):
+        mha(torch.randn(b * w + 1, 1, 8), mask=mask, cache=per_source)

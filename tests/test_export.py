@@ -122,14 +122,19 @@ def test_onnx_logits_equal_pytorch_with_dynamic_batch_and_lengths(ort, tmp_path,
                 logits, logits_onnx = model.decode_step(tokens, state), engine.decode_step(tokens, state_onnx)
                 assert logits_onnx.shape == logits.shape
                 torch.testing.assert_close(logits_onnx, logits, atol=1e-4, rtol=0)
-                index = torch.randperm(state.batch_size)
-                if step == 1:  # beams move within sentences
-                    state.follow_beams(index), state_onnx.follow_beams(index)
-                if step == 2 and state.batch_size > 1:  # a sentence finished: the batch shrinks
-                    state.reorder(index[1:]), state_onnx.reorder(index[1:])
-                if step == 3:  # a reorder that repeats rows (a beam splitting in two)
-                    index = torch.cat([index, index[:1]])
-                    state.reorder(index), state_onnx.reorder(index)
+                sentences = state.memory_mask.shape[0]  # PyTorch keeps one source row per sentence
+                width = state.batch_size // sentences
+                if step == 1:  # beam search fills: every sentence's hypothesis splits in two
+                    rows = torch.arange(sentences).repeat_interleave(2)
+                    state.select_beams(rows), state_onnx.select_beams(rows)
+                if step == 2:  # beams move (and repeat) within their sentences
+                    rows = torch.arange(sentences).repeat_interleave(width) * width + torch.randint(
+                        0, width, (state.batch_size,))
+                    state.select_beams(rows), state_onnx.select_beams(rows)
+                if step == 3 and sentences > 1:  # a sentence finished: the others keep their beams
+                    keep = torch.randperm(sentences)[1:]
+                    rows = (keep[:, None] * width + torch.arange(width)).view(-1)
+                    state.select_beams(rows, keep), state_onnx.select_beams(rows, keep)
 
 
 def test_onnx_greedy_and_beam_outputs_identical_on_100_sentences(random_dir, onnx_dir):

@@ -7,7 +7,7 @@ GNMT length penalty lp(Y) = ((5 + |Y|) / 6)^α (Wu et al., 2016, §7). A step re
     1. finish    candidates ending in EOS (or at the length limit) join the K best finished hypotheses
     2. alive     the K best candidates that did not end stay alive
     3. done      sentences that cannot improve leave the batch (their results are written out)
-    4. follow    the decoder's caches follow the surviving hypotheses (``state.follow_beams`` / ``reorder``)
+    4. follow    the decoder's caches follow the surviving hypotheses (``state.select_beams``)
 """
 
 from __future__ import annotations
@@ -65,15 +65,15 @@ class _Beams:
             setattr(self, name, getattr(self, name)[index])
 
 
-def _candidates(logits: torch.Tensor, log_z: torch.Tensor, beams: _Beams, k: int, eos_id: int) -> _Candidates:
+def _candidates(log_probs: torch.Tensor, beams: _Beams, k: int, eos_id: int) -> _Candidates:
     """The 2K best extensions of each sentence: 2K so that K of them are not EOS even if K are.
 
     The 2K best of a sentence are among the 2K best tokens of each of its hypotheses, so rank within rows
-    first (no (Bₐ·K, V) log-prob tensor), then over the sentence's W·2K of them."""
+    first, then over the sentence's W·2K of them."""
     n_active, width = beams.alive_scores.shape
-    row_logits, row_tokens = logits.topk(min(2 * k, logits.shape[-1]), dim=1)  # (Bₐ·W, 2K)
-    per_row = row_logits.shape[1]
-    scores = (beams.alive_scores.view(-1, 1) - log_z + row_logits).view(n_active, width * per_row)
+    row_scores, row_tokens = log_probs.topk(min(2 * k, log_probs.shape[-1]), dim=1)  # (Bₐ·W, 2K)
+    per_row = row_scores.shape[1]
+    scores = (beams.alive_scores.view(-1, 1) + row_scores).view(n_active, width * per_row)
     scores, index = scores.topk(min(2 * k, width * per_row), dim=1)  # (Bₐ, 2K), best first
     token = row_tokens.view(n_active, width * per_row).gather(1, index)
     return _Candidates(scores, index // per_row, token, token == eos_id)
@@ -139,10 +139,7 @@ def _follow(beams: _Beams, state, keep: torch.Tensor | None, alive_scores: torch
     beams.alive_tokens = alive_tokens.view(-1, new_width, total)
     beams.alive_tokens[:, :, step] = alive_token
     beams.alive_scores = alive_scores
-    if keep is None and new_width == width:
-        state.follow_beams(survivors)  # beams moved within their sentences only
-    else:  # sentences left or beams grew: the cross-attention caches change shape too
-        state.reorder(survivors)
+    state.select_beams(survivors, keep)  # the source side stays one row per sentence (only ``keep`` changes it)
 
 
 @torch.inference_mode()
@@ -191,14 +188,14 @@ def beam_search_nbest(
     results: list[list[Hypothesis]] = [[] for _ in range(n)]
     tokens = torch.full((n, 1), config.bos_id, dtype=torch.long, device=src_ids.device)
     for step in range(total):
-        logits = model.decode_step(tokens, state)[:, -1].float()  # (Bₐ·W, V)
-        log_z = logits.logsumexp(dim=-1, keepdim=True)  # log-prob = logit − log_z (before any ban)
-        logits[:, banned] = -math.inf
-        apply_min_length(logits, step, min_len, config.eos_id)
+        logits = model.decode_step(tokens, state)[:, -1]  # (Bₐ·W, V), in the model's dtype
+        log_probs = torch.log_softmax(logits, dim=-1, dtype=torch.float32)  # normalised before any ban
+        log_probs[:, banned] = -math.inf
+        apply_min_length(log_probs, step, min_len, config.eos_id)
         if no_repeat_ngram_size:
-            history = beams.alive_tokens[:, :, :step].reshape(logits.shape[0], step)  # (Bₐ·W, step)
-            no_repeat_ngram_filter(logits, history, no_repeat_ngram_size)
-        cand = _candidates(logits, log_z, beams, k, config.eos_id)
+            history = beams.alive_tokens[:, :, :step].reshape(log_probs.shape[0], step)  # (Bₐ·W, step)
+            no_repeat_ngram_filter(log_probs, history, no_repeat_ngram_size)
+        cand = _candidates(log_probs, beams, k, config.eos_id)
         at_limit = beams.limits == step + 1  # (Bₐ,) this token is the last one allowed
 
         _finish(beams, cand, at_limit, step, k, alpha)

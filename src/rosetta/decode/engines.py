@@ -15,7 +15,7 @@ and the engine's files. This module is the one place that names those files and 
                                                                                   (``translate_batch``)
 
 ``OnnxTransformer`` offers what the search functions call on a ``Transformer`` (``config``, ``encode``,
-``start_decoding``, ``decode_step``, a state with ``reorder`` / ``follow_beams``), so greedy and beam search exist
+``start_decoding``, ``decode_step``, a state with ``reorder`` / ``select_beams``), so greedy and beam search exist
 once and an ONNX model decodes exactly as the PyTorch one does.
 """
 
@@ -76,10 +76,15 @@ class OnnxState:
         self.memory_mask = self.memory_mask[rows]
         self.batch_size = len(rows)
 
-    def follow_beams(self, index: torch.Tensor) -> None:
-        """Beams moved within their sentences: only the self-attention caches change."""
-        rows = index.cpu().numpy()
-        self.self_kv = [a[rows] for a in self.self_kv]
+    def select_beams(self, rows: torch.Tensor, sentences: torch.Tensor | None = None) -> None:
+        """As ``DecoderState.select_beams``, but the exported step graph takes one source row per hypothesis:
+        while the rows stay as many and no sentence left, only the self-attention caches move; otherwise
+        everything follows ``rows``."""
+        if sentences is None and rows.numel() == self.batch_size:
+            index = rows.cpu().numpy()
+            self.self_kv = [a[index] for a in self.self_kv]
+        else:
+            self.reorder(rows)
 
 
 class OnnxTransformer(_NoAttention):

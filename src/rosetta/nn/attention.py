@@ -99,7 +99,10 @@ class KVCache:
 
     Self-attention appends one step at a time into a preallocated buffer (B, H, capacity, d) that doubles
     when full, so a step copies only the new token. Cross-attention stores the encoder memory's keys and
-    values once per source (``static``). ``reorder`` follows beam search as hypotheses are re-ranked.
+    values once per source (``static``). ``reorder`` follows beam search as hypotheses are re-ranked: it
+    gathers the filled positions only, into a second buffer kept for that (no allocation per step; beam
+    search reorders every layer's cache at every step, and fresh multi-megabyte buffers each time cost more
+    than the copy itself).
     """
 
     def __init__(self) -> None:
@@ -107,6 +110,7 @@ class KVCache:
         self.v: torch.Tensor | None = None
         self.length = 0
         self.static = False
+        self._spare: tuple[torch.Tensor, torch.Tensor] | None = None  # reorder's target, same shape as k, v
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Add keys (B, H, t, d_k) and values (B, H, t, d_v); return everything so far."""
@@ -125,7 +129,7 @@ class KVCache:
         if self.k is not None:
             new_k[:, :, : self.length] = self.k[:, :, : self.length]
             new_v[:, :, : self.length] = self.v[:, :, : self.length]
-        self.k, self.v = new_k, new_v
+        self.k, self.v, self._spare = new_k, new_v, None
 
     def set_static(self, k: torch.Tensor, v: torch.Tensor) -> None:
         """Store cross-attention keys/values computed once from the encoder memory."""
@@ -135,10 +139,37 @@ class KVCache:
         return self.k[:, :, : self.length], self.v[:, :, : self.length]
 
     def reorder(self, index: torch.Tensor) -> None:
-        """Keep batch rows ``index`` (beam search: which hypotheses survive)."""
-        if self.k is not None:
-            self.k = self.k.index_select(0, index)
-            self.v = self.v.index_select(0, index)
+        """Keep batch rows ``index`` (beam search: which hypotheses survive; any order, repeats allowed)."""
+        if self.k is None:
+            return
+        if self.static:  # computed once, never appended to: a plain gather
+            self.k, self.v = self.k.index_select(0, index), self.v.index_select(0, index)
+            return
+        n, length = index.numel(), self.length
+        if self._spare is None or self._spare[0].shape[0] != n:
+            shape = lambda t: (n, *t.shape[1:])  # noqa: E731
+            self._spare = (self.k.new_empty(shape(self.k)), self.v.new_empty(shape(self.v)))
+        spare_k, spare_v = self._spare
+        torch.index_select(self.k[:, :, :length], 0, index, out=spare_k[:, :, :length])
+        torch.index_select(self.v[:, :, :length], 0, index, out=spare_v[:, :, :length])
+        self._spare = (self.k, self.v) if self.k.shape[0] == n else None
+        self.k, self.v = spare_k, spare_v
+
+
+def _group_queries(q: torch.Tensor, sources: int, groups: int) -> torch.Tensor:
+    """(B·W, H, T, d) queries, row b·W + w of source b → (B, H, W·T, d): each source's queries side by side."""
+    if q.shape[0] != sources * groups:
+        raise ValueError(f"cross-attention got {q.shape[0]} query rows for a cache of {sources} sources; "
+                         "the rows must be W hypotheses per source (reorder the cache with the hypotheses)")
+    _, h, t, d = q.shape
+    return q.view(sources, groups, h, t, d).transpose(1, 2).reshape(sources, h, groups * t, d)
+
+
+def _ungroup_queries(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Inverse of ``_group_queries`` for outputs or weights: (B, H, W·T, e) → (B·W, H, T, e)."""
+    b, h, wt, e = x.shape
+    t = wt // groups
+    return x.view(b, h, groups, t, e).transpose(1, 2).reshape(b * groups, h, t, e)
 
 
 class MultiHeadAttention(nn.Module):
@@ -211,7 +242,12 @@ class MultiHeadAttention(nn.Module):
         (1, H, T, Tk) as in ``scaled_dot_product_attention`` over the keys seen (cache included).
         head_mask ξ (H,): head i's output is multiplied by ξ_i before W^O, Concat(ξ_1 head_1, …, ξ_h head_h) W^O
         (Michel et al., 2019: ξ_i = 0 removes head i; ∂L/∂ξ_i measures its importance). None: no mask.
-        Returns (B, T, D) and the weights (B, H, T, Tk) or None."""
+        Returns (B, T, D) and the weights (B, H, T, Tk) or None.
+
+        Cross-attention may hold keys/values for fewer rows than x has: x (B·W, T, D) against a cache of B
+        sources (B, H, S, d), row b·W + w belonging to source b (beam search's W hypotheses per sentence). The
+        W·T queries of a source then attend together (one (B, H, W·T, S) attention, ``_group_queries``): the
+        source's keys and values are read once, not W times, and never copied per hypothesis."""
         if self.cross:
             q = self._heads(self.q_proj(x), self.d_k)
             if cache is not None and cache.static:
@@ -232,8 +268,14 @@ class MultiHeadAttention(nn.Module):
             if cache is not None:
                 k, v = cache.append(k, v)
         dropout_p = self.dropout if self.training else 0.0
+        groups = q.shape[0] // k.shape[0]
+        if groups > 1:  # beam search: W hypotheses per source share its keys/values (cross-attention cache)
+            q = _group_queries(q, k.shape[0], groups)
         out, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p, need_weights, position_bias,
                                                     self.scale)
+        if groups > 1:
+            out = _ungroup_queries(out, groups)
+            weights = None if weights is None else _ungroup_queries(weights, groups)
         if head_mask is not None:
             out = out * head_mask.to(out.dtype)[:, None, None]  # (B, H, T, d_v) · (H, 1, 1)
         b, _, t, _ = out.shape

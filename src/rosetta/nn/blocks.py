@@ -133,12 +133,10 @@ class LayerCache:
         self.self_attn = KVCache()
         self.cross_attn = KVCache()
 
-    def reorder(self, index: torch.Tensor, cross: bool = True) -> None:
-        """Keep batch rows ``index``; ``cross=False`` leaves the cross-attention cache as it is (see
-        ``DecoderState.follow_beams``)."""
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep batch rows ``index`` of both caches (beam search: ``DecoderState.select_beams`` instead)."""
         self.self_attn.reorder(index)
-        if cross:
-            self.cross_attn.reorder(index)
+        self.cross_attn.reorder(index)
 
 
 class TransformerLayer(nn.Module):

@@ -2,7 +2,7 @@
 
     LayerStack    N × TransformerLayer, then a final norm for Pre-LN (encoder, decoder, GPT, BERT stacks); with
                   T5's relative positions, the stack's one position-bias table, shared by its layers
-    DecoderState  per-layer key/value caches + position offset, reordered by beam search
+    DecoderState  per-layer key/value caches + position offset, reordered by the searches
     decode_step   embed the next tokens at their positions → the stack with caches → output logits; the one
                   incremental step of the encoder–decoder and of the language model
 """
@@ -69,7 +69,8 @@ class LayerStack(nn.Module):
 @dataclass
 class DecoderState:
     """What incremental decoding carries from step to step: per-layer key/value caches, the number of
-    positions already fed, the batch size, and (encoder–decoder only) the source's key mask (B, 1, 1, S)."""
+    positions already fed, the batch size (rows fed per step), and (encoder–decoder only) the source's key
+    mask (B, 1, 1, S). Beam search feeds B·W rows against B sources (``select_beams``)."""
 
     layers: list[LayerCache] = field(default_factory=list)
     offset: int = 0
@@ -85,13 +86,22 @@ class DecoderState:
             layer.reorder(index)
         self.batch_size = index.numel()
 
-    def follow_beams(self, index: torch.Tensor) -> None:
-        """``reorder(index)`` for an ``index`` that maps every sentence's beams onto beams of the same
-        sentence: only the self-attention caches change. The beams of a sentence share its source, so their
-        cross-attention keys/values and memory mask are equal and copying them (a third or more of the cache)
-        is skipped."""
+    def select_beams(self, rows: torch.Tensor, sentences: torch.Tensor | None = None) -> None:
+        """Beam search's reorder: the self-attention caches follow the surviving hypotheses ``rows``
+        (Bₐ'·W',) — flat rows of the current batch, sentence-major — and, when some sentences finished, the
+        source side keeps the ``sentences`` (Bₐ',) still decoding (None: all of them).
+
+        The source side (cross-attention keys/values, memory mask) stays one row per sentence however many
+        hypotheses a sentence has: its W beams share the source, and cross-attention groups their queries
+        (``MultiHeadAttention``), so a third or more of the cache is never copied W times nor reordered."""
         for layer in self.layers:
-            layer.reorder(index, cross=False)
+            layer.self_attn.reorder(rows)
+        if sentences is not None:
+            if self.memory_mask is not None:
+                self.memory_mask = self.memory_mask.index_select(0, sentences)
+            for layer in self.layers:
+                layer.cross_attn.reorder(sentences)
+        self.batch_size = rows.numel()
 
 
 def init_weights(model: nn.Module, config: ModelConfig) -> None:
