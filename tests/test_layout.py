@@ -12,16 +12,17 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "rosetta"
 
-# part → the parts it may import (itself always allowed). Leaf modules: io, special_tokens.
+# part → the parts it may import (itself always allowed). Leaf modules: io, special_tokens, hardware.
 ALLOWED = {
     "special_tokens": set(),
     "io": set(),
+    "hardware": set(),
     "nn": {"special_tokens"},
     "models": {"nn", "special_tokens"},
     "data": {"io", "special_tokens"},
     "checkpoint": {"io"},
-    "train": {"checkpoint", "data", "decode", "models", "nn", "special_tokens", "io"},
-    "decode": {"checkpoint", "data", "models", "nn", "special_tokens", "io"},
+    "train": {"checkpoint", "data", "decode", "models", "nn", "special_tokens", "io", "hardware"},
+    "decode": {"checkpoint", "data", "models", "nn", "special_tokens", "io", "hardware"},
     "tasks": {"checkpoint", "data", "decode", "models", "nn", "special_tokens", "train", "io"},
     "compress": {"checkpoint", "data", "decode", "models", "nn", "special_tokens", "tasks", "train", "io"},
     "view": {"checkpoint", "data", "decode", "models", "nn", "special_tokens", "io"},

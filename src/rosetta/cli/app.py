@@ -39,12 +39,18 @@ def read_lines(path: Path | None) -> list[str]:
     return text.splitlines()
 
 
-def load_translator(model: Path, device: str = "cpu", int8: bool = False):
-    """``rosetta.load`` with its errors turned into a clear message and exit code 2."""
+PRECISION_HELP = ("Decoding precision: fp32, bf16 (bf16 weights: faster where the CPU has AVX-512 BF16 / AMX, "
+                  "or on a GPU), int8 (CPU), or auto (bf16 where it is faster for this use, else fp32).")
+
+
+def load_translator(model: Path, device: str = "cpu", int8: bool = False, precision: str = "fp32",
+                    rows: int | None = None):
+    """``rosetta.load`` with its errors turned into a clear message and exit code 2. ``rows``: the rows a
+    decoding step will hold (batch × beam), for ``precision auto``."""
     from rosetta.decode.translator import load
 
     try:
-        return load(model, device=device, int8=int8)
+        return load(model, device=device, int8=int8, precision=precision, rows=rows)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         fail(str(e))
 

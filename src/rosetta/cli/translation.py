@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from rosetta.cli.app import DataDir, app, fail, load_translator, model_family, read_lines
+from rosetta.cli.app import PRECISION_HELP, DataDir, app, fail, load_translator, model_family, read_lines
 
 
 @app.command()
@@ -43,12 +43,13 @@ def translate(
     model: Path = typer.Option(..., "--model", help="Model directory or training run directory."),
     beam: int = typer.Option(None, "--beam", help="Beam size (1 = greedy; default from the model)."),
     input_file: Path = typer.Option(None, "--input", "-i", help="Read sentences from this file."),
-    int8: bool = typer.Option(False, "--int8", help="Dynamic int8 quantization (CPU)."),
+    int8: bool = typer.Option(False, "--int8", help="Dynamic int8 quantization (CPU); = --precision int8."),
+    precision: str = typer.Option("fp32", "--precision", help=PRECISION_HELP),
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
     """Translate sentences: one translation per line, in input order (empty lines stay empty)."""
     lines = list(texts) if texts else read_lines(input_file)
-    translator = load_translator(model, device, int8)
+    translator = load_translator(model, device, int8, precision, rows=min(len(lines), 64) * (beam or 4))
     for line in translator.translate(lines, beam=beam):
         typer.echo(line)
 
@@ -61,7 +62,8 @@ def evaluate(
     src: Path = typer.Option(None, "--src", help="Source file (instead of --corpus)."),
     ref: Path = typer.Option(None, "--ref", help="Reference file (instead of --corpus)."),
     beam: int = typer.Option(None, "--beam"),
-    int8: bool = typer.Option(False, "--int8"),
+    int8: bool = typer.Option(False, "--int8", help="= --precision int8."),
+    precision: str = typer.Option("fp32", "--precision", help=PRECISION_HELP),
     limit: int = typer.Option(None, "--limit", help="Only the first N sentences (images)."),
     output: Path = typer.Option(None, "--output", help="Write the translations (predicted labels) here."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
@@ -90,7 +92,7 @@ def evaluate(
 
     from rosetta.tasks.metrics import score
 
-    translator = load_translator(model, device, int8)
+    translator = load_translator(model, device, int8, precision)
     tgt_lang = translator.tgt_lang
     try:
         if corpus:
@@ -119,10 +121,10 @@ def evaluate(
     result = score(hyps, refs, tgt_lang)
     if as_json:
         typer.echo(json.dumps({**result.to_dict(), "beam": beam or translator.decode_options.beam,
-                               "seconds": round(seconds, 2), "int8": int8}))
+                               "seconds": round(seconds, 2), "precision": translator.precision}))
     else:
         typer.echo(str(result))
-        typer.echo(f"  decoded in {seconds:.1f} s")
+        typer.echo(f"  decoded in {seconds:.1f} s ({translator.precision})")
 
 
 @app.command()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from rosetta.cli.app import app, fail, load_model, load_translator, model_family, plot_app
+from rosetta.cli.app import PRECISION_HELP, app, fail, load_model, load_translator, model_family, plot_app
 
 
 def _formats(value: str) -> tuple[str, ...]:
@@ -72,7 +72,9 @@ def serve(
     no_batching: bool = typer.Option(False, "--no-batching", help="Run every request alone (no merging)."),
     max_image_bytes: int = typer.Option(5_000_000, "--max-image-bytes",
                                         help="Largest picture /v1/classify accepts (image models)."),
-    int8: bool = typer.Option(False, "--int8", help="Dynamic int8 quantization (CPU)."),
+    int8: bool = typer.Option(False, "--int8", help="Dynamic int8 quantization (CPU); = --precision int8."),
+    precision: str = typer.Option("fp32", "--precision", help=PRECISION_HELP + " auto counts one request "
+                                  "at a time (fp32 on a CPU)."),
     engine: str = typer.Option(None, "--engine", help="torch, onnx or ct2 (a translation model; default: what "
                                                       "--model holds, PyTorch or an export)."),
     device: str = typer.Option("cpu", "--device"),
@@ -97,10 +99,10 @@ def serve(
         from rosetta.cli.export import engine_model_dir
 
         directory, int8 = engine_model_dir(model, engine, int8)
-        served = load_translator(directory, device, int8)
+        served = load_translator(directory, device, int8, precision, rows=1)
     else:
-        if int8 or engine:
-            fail(f"--int8 and --engine are for translation models; {model} holds a {family!r} model")
+        if int8 or engine or precision != "fp32":
+            fail(f"--int8, --precision and --engine are for translation models; {model} holds a {family!r} model")
         served = load_model(model, device)
     app = create_app(served, settings)
     typer.echo(f"serving {model} at http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")

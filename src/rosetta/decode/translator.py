@@ -14,18 +14,13 @@ import torch
 from rosetta import checkpoint as ckpt
 from rosetta.data.batching import pad
 from rosetta.data.tokenizer import load_tokenizers
+from rosetta.decode.allocator import keep_freed_memory
 from rosetta.decode.beam import beam_search
 from rosetta.decode.defaults import DecodeOptions, max_source_tokens
+from rosetta.decode.precision import for_inference, resolve_inference_precision
 from rosetta.decode.search import greedy_search, output_limits
 from rosetta.models.transformer import Transformer
 from rosetta.nn.config import ModelConfig
-
-
-def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """Dynamic int8 quantization of every Linear layer (weights int8, activations quantized on the fly)."""
-    from torch.ao.quantization import quantize_dynamic
-
-    return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 class Translator:
@@ -40,6 +35,7 @@ class Translator:
         self.max_src_tokens = max_src_tokens or max_source_tokens(self.config.max_len)
         self.src_lang = info.get("src_lang")
         self.tgt_lang = info.get("tgt_lang")
+        self.precision = "fp32"  # what ``load`` prepared the model in (``rosetta.decode.precision``)
 
     # ------------------------------------------------------------------ encoding
     def encode_source(self, text: str, warn: bool = True) -> list[int]:
@@ -122,9 +118,13 @@ class CT2Translator(Translator):
 
 
 def load(directory: str | Path, device: str | torch.device = "cpu", int8: bool = False,
-         threads: int | None = None) -> Translator:
+         threads: int | None = None, precision: str = "fp32", rows: int | None = None) -> Translator:
     """Load a trained translation model (model dir, checkpoint dir, or training run dir), or one exported by
-    ``rosetta export`` (ONNX Runtime or CTranslate2 runs it, with ``threads`` threads; default: torch's)."""
+    ``rosetta export`` (ONNX Runtime or CTranslate2 runs it, with ``threads`` threads; default: torch's).
+
+    ``precision``: fp32, bf16, int8 or auto (``rosetta.decode.precision``; ``int8=True`` is precision int8);
+    auto decides with ``rows``, the rows a decoding step will hold (batch size × beam; default: the model's
+    beam × 64 sentences, a batch job's)."""
     path = ckpt.resolve_model_dir(directory)
     ckpt.verify_checkpoint(path)
     info = ckpt.read_config(path)
@@ -134,16 +134,16 @@ def load(directory: str | Path, device: str | torch.device = "cpu", int8: bool =
     if info.get("format", "pytorch") != "pytorch":
         from rosetta.decode.engines import load_exported
 
-        return load_exported(path, info, device, int8, threads)
+        return load_exported(path, info, device, int8 or precision == "int8", threads)
+    keep_freed_memory()  # this process decodes: reuse freed blocks instead of faulting in new pages each step
     config = ModelConfig.from_dict(info["model"])
     model = Transformer(config)
     ckpt.load_weights(path, model, "cpu")
     src_tok, tgt_tok = load_tokenizers(path)
     device = torch.device(device)
-    model = model.to(device)
-    if int8:
-        if device.type != "cpu":
-            raise ValueError("int8 dynamic quantization runs on the CPU only; drop --int8 or use device cpu")
-        model = quantize_int8(model)
-        model.config = config
-    return Translator(model, src_tok, tgt_tok, info, device)
+    rows = rows or 64 * DecodeOptions.from_dict(info.get("decode")).beam
+    precision = resolve_inference_precision("int8" if int8 else precision, device, rows)
+    model = for_inference(model.to(device).eval(), precision)
+    translator = Translator(model, src_tok, tgt_tok, info, device)
+    translator.precision = precision
+    return translator

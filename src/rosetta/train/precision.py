@@ -7,11 +7,11 @@ AVX-512 BF16 or AMX. Elsewhere oneDNN emulates it and it is far slower than fp32
 from __future__ import annotations
 
 import contextlib
-import functools
 import warnings
-from pathlib import Path
 
 import torch
+
+from rosetta.hardware import cpu_flags_have_native_bf16, cpu_has_native_bf16  # noqa: F401 (re-exported)
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -20,28 +20,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def cpu_flags_have_native_bf16(cpuinfo: str) -> bool:
-    """True when ``cpuinfo`` (the text of /proc/cpuinfo) lists AVX-512 BF16 or AMX-BF16 among the CPU flags:
-    the hardware that multiplies bf16 matrices natively. A pure function of the text, so testable anywhere."""
-    flags = set()
-    for line in cpuinfo.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() == "flags":
-            flags.update(value.split())
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
-
-
-@functools.cache
-def cpu_has_native_bf16() -> bool:
-    """True when this CPU multiplies bf16 matrices in hardware (AVX-512 BF16 or AMX). Without it, oneDNN
-    emulates bf16 and autocast runs ~30x slower than fp32 (measured on an AVX2-only EPYC). Read once."""
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:  # not Linux: ask oneDNN (which also says yes for emulated bf16 on plain AVX-512)
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    return cpu_flags_have_native_bf16(cpuinfo)
 
 
 def use_bf16(device: torch.device, precision: str) -> bool:
