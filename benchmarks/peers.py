@@ -57,6 +57,10 @@ try:  # peers.py lives in benchmarks/, outside the package: make `rosetta` impor
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/workers.py, also in spawned workers
+from rosetta.decode import for_inference  # noqa: E402
+from rosetta.decode.allocator import keep_freed_memory  # noqa: E402
+
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 FIRST_WORD = 4  # random ids are drawn from [FIRST_WORD, vocab - 1): CT2's Marian vocabulary drops the last id
 
@@ -93,6 +97,7 @@ class Workload:
     src_lengths: tuple[int, int] = (15, 25)  # + EOS: about 20 source tokens, padded
     out_len: int = 30  # every system emits exactly this many tokens
     beam_size: int = 4
+    latency_sentences: int = 16  # batch-1 modes: the first ones of the sources, one call each
     curve_steps: int = 50
     curve_sentences: int = 64
     curve_lengths: tuple[int, int] = (6, 14)
@@ -107,7 +112,7 @@ WORKLOADS = {
     "full": Workload(),
     "quick": Workload(train_repeats=2, decode_repeats=2, curve_steps=20, train_batches=2, memory=False),
     "mini": Workload(train_sentences=4, train_lengths=(3, 6), train_batches=1, decode_sentences=3,
-                     src_lengths=(3, 6), out_len=5, beam_size=2, curve_steps=3, curve_sentences=4,
+                     src_lengths=(3, 6), out_len=5, beam_size=2, latency_sentences=2, curve_steps=3, curve_sentences=4,
                      curve_lengths=(2, 4), curve_words=10, warmup=1, train_repeats=1, decode_repeats=1,
                      memory=False),
 }
@@ -383,14 +388,14 @@ def greedy_no_cache(model: nn.Module, src: torch.Tensor, out_len: int) -> torch.
 
 
 def rosetta_decoder(model: nn.Module, src: torch.Tensor, out_len: int, beam: int, device: torch.device,
-                    bf16: bool = False, cache: bool = True) -> Callable[[], list[int]]:
+                    cache: bool = True) -> Callable[[], list[int]]:
     """A call that decodes the batch and returns the output lengths."""
     from rosetta import decode
 
     model.to(device).eval()
 
     def run() -> list[int]:
-        with torch.inference_mode(), autocast(device, bf16):
+        with torch.inference_mode():  # bf16 / int8: the model comes converted (rosetta.decode.for_inference)
             if not cache:
                 out = greedy_no_cache(model, src, out_len)
             elif beam == 1:
@@ -447,53 +452,72 @@ def ct2_decoder(translator, sources: list[list[str]], out_len: int, beam: int) -
     return run
 
 
-def decoding_systems(arch: Arch, work: Workload, device: torch.device, threads: int, tmp: Path,
-                     rosetta_model: nn.Module | None = None, marian: nn.Module | None = None,
-                     only: set[str] | None = None) -> dict[str, dict[str, Callable[[], list[int]]]]:
-    """name → {"greedy": run, "beam": run} (a system may lack one). ``only`` builds a subset."""
+DECODE_SYSTEMS = ("rosetta", "rosetta no-cache", "rosetta bf16", "rosetta int8", "hf-marian", "ct2 float32",
+                  "ct2 int8", "ct2 bfloat16")
+
+
+def decode_system_names(device: torch.device, cpu_bf16: bool) -> list[str]:
+    """The decoding systems measured on ``device``: bf16 where it is native (GPU, or a CPU with AVX-512 BF16 /
+    AMX), int8 (dynamic quantisation) on the CPU; peers only where installed."""
     cuda = device.type == "cuda"
-    sources = decode_sources(arch, work)
-    src = pad(sources).to(device)
-    n, k = work.out_len, work.beam_size
-    peers_ok = {"hf-marian": available("transformers"),
-                "ct2": available("transformers") and available("ctranslate2")}
+    names = ["rosetta", "rosetta no-cache"]
+    names += ["rosetta bf16"] if cuda or cpu_bf16 else []
+    names += [] if cuda else ["rosetta int8"]
+    if available("transformers"):
+        names.append("hf-marian")
+        if available("ctranslate2"):
+            names += ["ct2 float32", "ct2 bfloat16" if cuda else "ct2 int8"]
+    return names
 
-    def want(name: str) -> bool:
-        return (only is None or name in only) and peers_ok.get(name.split()[0], True)
 
-    systems: dict[str, dict[str, Callable[[], list[int]]]] = {}
-
-    if any(want(name) for name in ("rosetta", "rosetta no-cache", "rosetta bf16", "rosetta int8")):
-        rosetta_model = rosetta_model or build_rosetta(arch)
-    if want("rosetta"):
-        systems["rosetta"] = {m: rosetta_decoder(rosetta_model, src, n, b, device) for m, b in (("greedy", 1),
-                                                                                             ("beam", k))}
-    if want("rosetta no-cache"):
-        systems["rosetta no-cache"] = {"greedy": rosetta_decoder(rosetta_model, src, n, 1, device, cache=False)}
-    if cuda and want("rosetta bf16"):
-        systems["rosetta bf16"] = {m: rosetta_decoder(rosetta_model, src, n, b, device, bf16=True)
-                                   for m, b in (("greedy", 1), ("beam", k))}
-    if not cuda and want("rosetta int8"):
-        q = quantize_int8(rosetta_model.cpu().eval())
-        systems["rosetta int8"] = {m: rosetta_decoder(q, src, n, b, device) for m, b in (("greedy", 1),
-                                                                                        ("beam", k))}
-    rosetta_model = None  # a probe of one system keeps only what that system needs
-    if want("hf-marian"):
-        marian = marian or build_marian(arch)
-        systems["hf-marian"] = {m: hf_decoder(marian, src, n, b, device) for m, b in (("greedy", 1), ("beam", k))}
-    names = ct2_vocabulary(arch)
-    str_sources = [[names[i] for i in s] for s in sources]
-    for compute_type in ("float32", "bfloat16" if cuda else "int8"):
-        name = f"ct2 {compute_type}"
-        if not want(name):
-            continue
-        ct2_dir = tmp / f"ct2-{compute_type}"
-        if not ct2_dir.exists():  # converted once per run (the memory probes reuse the parent's)
+def prepare_ct2(arch: Arch, tmp: Path, names: list[str]) -> None:
+    """Convert the Marian model to CTranslate2 once per run, for every ct2 system in ``names`` (the workers
+    and the memory probes only load the converted folders)."""
+    marian = None
+    for name in names:
+        if name.startswith("ct2") and not (tmp / f"ct2-{name.split()[1]}").exists():
             marian = marian or build_marian(arch)
-            convert_to_ct2(marian, arch, tmp, None if compute_type == "float32" else compute_type)
-        translator = load_ct2(ct2_dir, device.type, compute_type, threads)
-        systems[name] = {m: ct2_decoder(translator, str_sources, n, b) for m, b in (("greedy", 1), ("beam", k))}
-    return systems
+            quantization = name.split()[1]
+            convert_to_ct2(marian, arch, tmp, None if quantization == "float32" else quantization)
+
+
+DECODE_MODES = ("greedy", "beam", "greedy b1", "beam b1")  # b1: the latency sentences one at a time
+
+
+def one_by_one(runs: list[Callable[[], list[int]]]) -> Callable[[], list[int]]:
+    """A call that runs single-sentence decodes in turn (batch 1: what a server answering one request sees)."""
+    return lambda: [length for run in runs for length in run()]
+
+
+def decoding_system(name: str, arch: Arch, work: Workload, device: torch.device, threads: int,
+                    tmp: Path) -> dict[str, Callable[[], list[int]]]:
+    """One decoding system, built in this process: mode (``DECODE_MODES``) → a call that decodes the
+    workload's sources and returns the output lengths. ct2 systems need ``prepare_ct2`` first."""
+    sources = decode_sources(arch, work)
+    singles = sources[: work.latency_sentences]
+    src, single_srcs = pad(sources).to(device), [pad([s]).to(device) for s in singles]
+    n, k = work.out_len, work.beam_size
+    if name == "rosetta no-cache":
+        return {"greedy": rosetta_decoder(build_rosetta(arch), src, n, 1, device, cache=False)}
+    if name.startswith("rosetta"):
+        keep_freed_memory()  # as rosetta.load does in a process that decodes
+        model = build_rosetta(arch).to(device).eval()
+        model = for_inference(model, {"rosetta": "fp32", "rosetta bf16": "bf16", "rosetta int8": "int8"}[name])
+        def make(batch, beam):
+            return rosetta_decoder(model, batch, n, beam, device)
+    elif name == "hf-marian":
+        marian = build_marian(arch)
+        def make(batch, beam):
+            return hf_decoder(marian, batch, n, beam, device)
+    else:
+        compute_type = name.split()[1]
+        translator = load_ct2(tmp / f"ct2-{compute_type}", device.type, compute_type, threads)
+        names = ct2_vocabulary(arch)
+        def make(batch, beam):
+            return ct2_decoder(translator, [[names[i] for i in row if i != PAD] for row in batch.tolist()], n, beam)
+    return {"greedy": make(src, 1), "beam": make(src, k),
+            "greedy b1": one_by_one([make(s, 1) for s in single_srcs]),
+            "beam b1": one_by_one([make(s, k) for s in single_srcs])}
 
 
 # ---------------------------------------------------------------------------------------------- timing
@@ -522,11 +546,17 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+# CTranslate2's OpenMP threads spin for KMP_BLOCKTIME (200 ms) after each call, and PyTorch's for a while
+# too: a system timed right after another would share the cores with its spinning threads. Timed calls
+# start after this pause (not counted), so each system runs alone.
+PAUSE_S = 0.3
+
+
 def interleaved(cases: dict[str, Callable[[], Any]], repeats: int, warmup: int,
-                device: torch.device) -> tuple[dict[str, list[float]], dict[str, Any]]:
+                device: torch.device, pause: float = PAUSE_S) -> tuple[dict[str, list[float]], dict[str, Any]]:
     """Run every case ``warmup`` times, then ``repeats`` rounds of one call each, the order rotating each
-    round so that no system always runs first (or right after a heavy one). Returns seconds per call per
-    case and each case's last result."""
+    round so that no system always runs first (or right after a heavy one), each call after ``pause``
+    seconds of idle (see ``PAUSE_S``). Returns seconds per call per case and each case's last result."""
     names = list(cases)
     seconds: dict[str, list[float]] = {name: [] for name in names}
     results: dict[str, Any] = {}
@@ -536,6 +566,7 @@ def interleaved(cases: dict[str, Callable[[], Any]], repeats: int, warmup: int,
     sync(device)
     for r in range(repeats):
         for name in names[r % len(names):] + names[: r % len(names)]:
+            time.sleep(pause)
             start = time.perf_counter()
             results[name] = cases[name]()
             sync(device)
@@ -571,18 +602,28 @@ def bench_training(arch: Arch, work: Workload, device: torch.device, log=print, 
     return stats
 
 
-def bench_decoding(arch: Arch, work: Workload, device: torch.device, threads: int, tmp: Path,
-                   log=print) -> tuple[dict[str, dict[str, Stat]], dict[str, dict[str, Stat]], dict[str, bool]]:
-    """Sentences/s and tokens/s per system and mode; and whether every output had exactly out_len tokens."""
-    systems = decoding_systems(arch, work, device, threads, tmp)
-    log(f"decoding: {len(systems)} systems × greedy/beam-{work.beam_size}, {work.decode_sentences} sentences "
-        f"→ {work.out_len} tokens, {work.decode_repeats} rounds")
-    cases = {f"{name}|{mode}": run for name, modes in systems.items() for mode, run in modes.items()}
-    seconds, results = interleaved(cases, work.decode_repeats, work.warmup, device)
+def bench_decoding(arch: Arch, work: Workload, device: torch.device, threads: int, tmp: Path, log=print,
+                   cpu_bf16: bool = True) -> tuple[dict[str, dict[str, Stat]], dict[str, dict[str, Stat]],
+                                                   dict[str, bool]]:
+    """Sentences/s and tokens/s per system and mode; and whether every output had exactly out_len tokens.
+    Every system runs in its own process (``workers.IsolatedSystems``), one at a time."""
+    from workers import IsolatedSystems
+
+    names = decode_system_names(device, cpu_bf16)
+    prepare_ct2(arch, tmp, names)
+    builders = {name: (decoding_system, (name, arch, work, device, threads, tmp)) for name in names}
+    with IsolatedSystems(builders, threads) as systems:
+        for name, error in systems.errors.items():
+            log(f"decoding: {name} failed to build, left out: {error}")
+        log(f"decoding: {len(systems.modes)} systems (one process each) × greedy/beam-{work.beam_size}, "
+            f"{work.decode_sentences} sentences → {work.out_len} tokens, {work.decode_repeats} rounds")
+        cases = {f"{name}|{mode}": systems.case(name, mode) for name, modes in systems.modes.items()
+                 for mode in modes}
+        seconds, results = interleaved(cases, work.decode_repeats, work.warmup, device)
     sentences, tokens, exact = {}, {}, {}
     for case, secs in seconds.items():
         name, mode = case.split("|")
-        n = work.decode_sentences
+        n = work.latency_sentences if mode.endswith("b1") else work.decode_sentences
         sentences.setdefault(name, {})[mode] = Stat([n / s for s in secs])
         tokens.setdefault(name, {})[mode] = Stat([n * work.out_len / s for s in secs])
         exact.setdefault(name, True)
@@ -642,7 +683,7 @@ def memory_probe(probe: str, arch: Arch, work: Workload, device: torch.device, t
         def run():
             return (step(batch))
     else:
-        run = decoding_systems(arch, work, device, threads, tmp, only={system})[system]["beam"]
+        run = decoding_system(system, arch, work, device, threads, tmp)["beam"]
     gc.collect()
     before, build_peak = rss_mb()
     reset = reset_peak_rss()
@@ -725,20 +766,25 @@ def training_table(stats: dict[str, Stat]) -> str:
     return markdown_table(["system", "target tok/s", "× hf-marian", "× torch.nn", "× fastest peer"], rows)
 
 
-def decoding_table(sentences: dict[str, dict[str, Stat]], tokens: dict[str, dict[str, Stat]],
-                   exact: dict[str, bool], beam: int) -> str:
+def decoding_table(sentences: dict[str, dict[str, Stat]], exact: dict[str, bool], beam: int) -> str:
+    """Sentences/s per mode (batch 1: ms per sentence) and each mode's ratio to every peer, "×" = faster."""
     refs = ["hf-marian"] + [name for name in sentences if name.startswith("ct2")]
     rows = []
     for name, modes in sentences.items():
         row = [name + ("" if exact[name] else " (length ≠ target!)")]
-        for mode in ("greedy", "beam"):
-            row += [modes[mode].fmt() if mode in modes else "–",
-                    f"{tokens[name][mode].median:,.0f}" if mode in modes else "–"]
+        for mode in DECODE_MODES:
+            stat = modes.get(mode)
+            if stat is None:
+                row.append("–")
+            elif mode.endswith("b1"):
+                row.append(f"{1000 / stat.median:.1f}")
+            else:
+                row.append(stat.fmt())
         for ref in refs:
-            row.append(" / ".join(ratio(modes.get(m), sentences[ref].get(m)) for m in ("greedy", "beam")))
+            row.append(" / ".join(ratio(modes.get(m), sentences[ref].get(m)) for m in DECODE_MODES))
         rows.append(row)
-    header = ["system", "greedy sent/s", "greedy tok/s", f"beam-{beam} sent/s", f"beam-{beam} tok/s"]
-    return markdown_table(header + [f"× {ref} (greedy / beam)" for ref in refs], rows)
+    header = ["system", "greedy sent/s", f"beam-{beam} sent/s", "greedy b1 ms/sent", f"beam-{beam} b1 ms/sent"]
+    return markdown_table(header + [f"× {ref} (greedy / beam / b1 greedy / b1 beam)" for ref in refs], rows)
 
 
 def memory_table(memory: dict[str, dict[str, Any]]) -> str:
@@ -827,17 +873,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   f"{max(abs(a - b) for a, b in zip(curves['bf16'], curves['fp32'])):.4f}"]
                  for name, c in curves.items()]))
         if "decode" in parts:
-            sentences, tokens, exact = bench_decoding(arch, work, device, args.threads, tmp, log)
+            sentences, tokens, exact = bench_decoding(arch, work, device, args.threads, tmp, log, cpu_bf16)
             report["decoding_sentences_per_s"] = {n: {m: s.as_dict() for m, s in v.items()}
                                                   for n, v in sentences.items()}
             report["decoding_tokens_per_s"] = {n: {m: s.as_dict() for m, s in v.items()} for n, v in tokens.items()}
             report["decoding_exact_length"] = exact
-            tables.append(f"### Decoding: {work.decode_sentences} sentences → exactly {work.out_len} tokens\n\n"
-                          + decoding_table(sentences, tokens, exact, work.beam_size))
+            tables.append(f"### Decoding: {work.decode_sentences} sentences → exactly {work.out_len} tokens in one "
+                          f"batch; b1: {work.latency_sentences} of them one at a time\n\n"
+                          + decoding_table(sentences, exact, work.beam_size))
         if "memory" in parts and work.memory:
             log("memory: one subprocess per system")
-            if not any(tmp.glob("ct2-*")):  # the probes reuse converted models
-                decoding_systems(arch, work, device, args.threads, tmp, only={"ct2 float32", "ct2 int8"})
+            prepare_ct2(arch, tmp, ["ct2 float32", "ct2 int8"])  # the probes reuse converted models
             memory = bench_memory(args, tmp, log, cpu_bf16)
             report["memory"] = memory
             tables.append("### Peak memory (training step / beam search, fresh process each)\n\n"
