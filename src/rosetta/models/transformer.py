@@ -77,12 +77,14 @@ class Transformer(nn.Module):
 
     num_parameters = num_parameters
 
+    def features(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Decoder output (B, T, D) → the output layer's input: itself, or (T5, ``scale_decoder_output``)
+        hidden · d_model^-½."""
+        return hidden if self.output_scale is None else hidden * self.output_scale
+
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Decoder output (B, T, D) → logits (B, T, V) = hidden W_outᵀ, or (T5, ``scale_decoder_output``)
-        (hidden · d_model^-½) W_outᵀ."""
-        if self.output_scale is not None:
-            hidden = hidden * self.output_scale
-        return self.output(hidden)
+        """Decoder output (B, T, D) → logits (B, T, V) = features(hidden) W_outᵀ."""
+        return self.output(self.features(hidden))
 
     def encode(
         self, src: torch.Tensor, src_mask: torch.Tensor | None = None, need_weights: bool = False,
@@ -103,8 +105,10 @@ class Transformer(nn.Module):
         tgt_mask: torch.Tensor | None = None,
         need_weights: bool = False,
         head_mask: HeadMask | None = None,
+        features_only: bool = False,
     ) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
-        """Teacher-forced decoder: tgt_in (B, T) → logits (B, T, V). Default mask: causal ∧ padding."""
+        """Teacher-forced decoder: tgt_in (B, T) → logits (B, T, V) (``features_only``: what the output layer
+        would take, (B, T, D)). Default mask: causal ∧ padding."""
         self.tgt_embed.check_ids(tgt_in)
         if tgt_mask is None:
             keys = padding_mask(tgt_in, self.config.pad_id)  # (B, 1, 1, T)
@@ -119,7 +123,7 @@ class Transformer(nn.Module):
                       if name in head_mask} for i in range(self.config.n_decoder_layers)]
         x, attention = self.decoder(self.tgt_embed(tgt_in), tgt_mask, memory, memory_mask,
                                     need_weights=need_weights, head_mask=masks)
-        return self.logits(x), attention
+        return (self.features(x) if features_only else self.logits(x)), attention
 
     def forward(
         self,
@@ -129,12 +133,16 @@ class Transformer(nn.Module):
         tgt_mask: torch.Tensor | None = None,
         return_attention: bool = False,
         head_mask: HeadMask | None = None,
+        features_only: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, Attention]:
         """Logits (B, T, V); with ``return_attention`` also {"encoder", "decoder", "cross"} → per-layer
         lists of weights (B, H, Tq, Tk). head_mask: the same keys → per-layer ξ (H,), each head's output
-        multiplied by its ξ (``MultiHeadAttention``; ``rosetta.compress.heads`` uses it)."""
+        multiplied by its ξ (``MultiHeadAttention``; ``rosetta.compress.heads`` uses it). ``features_only``:
+        the output layer's input (B, T, D) instead of the logits, for a loss fused with that layer
+        (``rosetta.train.losses.linear_label_smoothed_nll``)."""
         memory, memory_mask, enc_attention = self.encode(src, src_mask, return_attention, head_mask)
-        logits, dec_attention = self.decode(tgt_in, memory, memory_mask, tgt_mask, return_attention, head_mask)
+        logits, dec_attention = self.decode(tgt_in, memory, memory_mask, tgt_mask, return_attention, head_mask,
+                                            features_only)
         if not return_attention:
             return logits
         return logits, {

@@ -15,7 +15,7 @@ from rosetta.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, load_tokenizers, save
 from rosetta.models.transformer import Transformer
 from rosetta.nn.config import ModelConfig
 from rosetta.tasks.metrics import score
-from rosetta.train import label_smoothed_nll
+from rosetta.train import label_smoothed_nll, linear_label_smoothed_nll
 from rosetta.train.recipe import Recipe
 
 TOKENIZER_DIR = "tokenizer"
@@ -113,8 +113,14 @@ class TranslationTask:
         return int(batch.n_tgt_tokens)
 
     def loss(self, model: nn.Module, batch, label_smoothing: float):
-        logits = model(batch.src.to(self.device), batch.tgt_in.to(self.device))
-        return label_smoothed_nll(logits, batch.tgt_out.to(self.device), self.config.pad_id, label_smoothing)
+        """Summed label-smoothed NLL over the batch's target tokens: the output layer fused with the loss
+        (``linear_label_smoothed_nll``: no (tokens × vocabulary) logits held), unless that layer has a bias."""
+        src, tgt_in, tgt_out = (t.to(self.device) for t in (batch.src, batch.tgt_in, batch.tgt_out))
+        output = getattr(model, "module", model).output  # DDP wraps the model; its forward must still run
+        if output.bias is not None:
+            return label_smoothed_nll(model(src, tgt_in), tgt_out, self.config.pad_id, label_smoothing)
+        features = model(src, tgt_in, features_only=True)
+        return linear_label_smoothed_nll(features, output.weight, tgt_out, self.config.pad_id, label_smoothing)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, full: bool) -> dict[str, float]:
