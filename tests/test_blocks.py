@@ -167,3 +167,40 @@ def test_encoder_layer_has_no_cross_attention():
     assert layer.cross_attn is None and layer.cross_attn_norm is None
     out, attention = layer(torch.randn(1, 3, 8))
     assert out.shape == (1, 3, 8) and attention == {}
+
+
+def test_dropout_keeps_each_element_with_probability_one_minus_p_and_is_unbiased():
+    """rosetta's Dropout (16-bit halves of 32-bit draws as masks) against its definition: P(keep) = 1 − p
+    within 5σ, kept elements scaled by 1/(1 − p'), neighbours (halves of one draw) uncorrelated, E = x."""
+    from rosetta.nn.blocks import Dropout
+
+    torch.manual_seed(0)
+    n, p = 400_000, 0.1
+    drop = Dropout(p).train()
+    out = drop(torch.ones(n))
+    kept = out != 0
+    sigma = (p * (1 - p) / n) ** 0.5
+    assert abs(float(kept.float().mean()) - (1 - p)) < 5 * sigma
+    p_eff = round(p * 65536) / 65536
+    assert torch.allclose(out[kept], torch.full_like(out[kept], 1 / (1 - p_eff)))
+    a, b = kept[0::2].float(), kept[1::2].float()  # the two halves of each 32-bit draw
+    corr = float(((a - a.mean()) * (b - b.mean())).mean() / (a.std() * b.std()))
+    assert abs(corr) < 5 / (n / 2) ** 0.5
+    x = torch.randn(64, 33)  # odd element count: the last draw's second half is unused
+    means = torch.stack([drop(x) for _ in range(3000)]).mean(0)
+    torch.testing.assert_close(means, x, atol=0.05, rtol=0)
+
+
+def test_dropout_gradient_is_the_mask_and_eval_or_p0_is_the_identity():
+    from rosetta.nn.blocks import Dropout
+
+    torch.manual_seed(1)
+    x = torch.randn(5, 7, requires_grad=True)
+    out = Dropout(0.3).train()(x)
+    out.sum().backward()
+    torch.testing.assert_close(x.grad, out.detach() / x.detach(), atol=1e-5, rtol=1e-5)
+    y = torch.randn(4, 4)
+    assert Dropout(0.3).eval()(y) is y and Dropout(0.0).train()(y) is y
+    assert not torch.any(Dropout(1.0).train()(y))
+    with pytest.raises(ValueError, match=r"dropout probability must be in \[0, 1\]"):
+        Dropout(1.5)

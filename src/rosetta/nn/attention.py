@@ -65,11 +65,14 @@ def scaled_dot_product_attention(
     With ``need_weights=False`` the fused kernel of PyTorch runs (FlashAttention or memory-efficient
     attention on a GPU; a position bias goes in as its float ``attn_mask``, the boolean mask folded in as
     the dtype's most negative number); with ``need_weights=True`` the explicit formula runs, so the weights
-    exist.
+    exist — and also when training in bf16 on a CPU, where it is the faster of the two.
     """
     if mask is not None:
         check_mask(mask, q.shape[0], q.shape[1], q.shape[2], k.shape[2])
-    if not need_weights:
+    # On a CPU in bf16 with gradients (training under autocast), PyTorch's flash kernel runs its backward
+    # ~7× slower than this formula with bf16 matrix products (measured: 31 vs 4.6 ms per call, B=160, T=26).
+    cpu_bf16_training = q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.requires_grad
+    if not need_weights and not cpu_bf16_training:
         attn_mask = mask
         if position_bias is not None:
             attn_mask = position_bias.to(q.dtype)
@@ -87,11 +90,12 @@ def scaled_dot_product_attention(
         scores = scores + position_bias
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    weights = torch.softmax(scores, dim=-1)
+    low_precision = scores.dtype in (torch.bfloat16, torch.float16)
+    weights = torch.softmax(scores, dim=-1, dtype=torch.float32 if low_precision else None)  # bf16: fp32 sums
     if mask is not None:
         weights = weights.masked_fill(~mask, 0.0)  # also turns all-masked NaN rows into zeros
     attended = F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights
-    return attended @ v, weights
+    return attended.to(v.dtype) @ v, (weights if need_weights else None)
 
 
 class KVCache:
