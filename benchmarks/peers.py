@@ -60,6 +60,7 @@ except ImportError:
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/workers.py, also in spawned workers
 from rosetta.decode import for_inference  # noqa: E402
 from rosetta.decode.allocator import keep_freed_memory  # noqa: E402
+from rosetta.train.losses import linear_label_smoothed_nll  # noqa: E402
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 FIRST_WORD = 4  # random ids are drawn from [FIRST_WORD, vocab - 1): CT2's Marian vocabulary drops the last id
@@ -325,16 +326,24 @@ def autocast(device: torch.device, bf16: bool):
 
 def make_train_step(kind: str, model: nn.Module, device: torch.device, bf16: bool,
                     lr: float = 1e-4) -> Callable[[Batch], float]:
-    """One optimizer step: forward, label-smoothed (0.1) CE ignoring pad, backward, AdamW. Returns the loss."""
+    """One optimizer step: forward, label-smoothed (0.1) CE ignoring pad, backward, AdamW. Returns the loss.
+    Peers compute the loss with ``F.cross_entropy`` on their logits; Rosetta as its trainer does, fused with
+    the output layer (``rosetta.train.losses.linear_label_smoothed_nll``)."""
     model.to(device).train()
     forward = forward_fn(kind, model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), eps=1e-9, weight_decay=0.0)
 
     def step(batch: Batch) -> float:
         with autocast(device, bf16):
-            logits = forward(batch)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), batch.tgt_out.flatten(), ignore_index=PAD,
-                               label_smoothing=0.1)
+            if kind == "rosetta":  # Rosetta's training loss: the output layer fused with it (TranslationTask)
+                features = model(batch.src, batch.tgt_in, features_only=True)
+                loss, _, count = linear_label_smoothed_nll(features, model.output.weight, batch.tgt_out, PAD, 0.1)
+                loss = loss / count
+            else:
+                logits = forward(batch)
+        if kind != "rosetta":
+            loss = F.cross_entropy(logits.float().flatten(0, 1), batch.tgt_out.flatten(), ignore_index=PAD,
+                                   label_smoothing=0.1)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
