@@ -11,7 +11,8 @@ What is measured (each engine loaded once, warmed up on a few sentences first):
 * sentences/s at batch 1: greedy, one sentence per call, on the first ``--batch1`` test sentences.
 * size on disk: the model directory (weights + tokenizers) or the export directory; PyTorch int8 is quantised
   when loaded (``rosetta.load(..., int8=True)``), so its row gives the bytes of the quantised weights in memory.
-* PyTorch bf16: bf16 autocast, only where the CPU computes bf16 natively (AVX-512 BF16 / AMX), else skipped.
+* PyTorch bf16: ``rosetta.load(..., precision="bf16")`` (bf16 weights, packed for oneDNN), only where the CPU
+  computes bf16 natively (AVX-512 BF16 / AMX), else skipped.
 
 Exports are written under ``--exports`` (default: runs/engines/<model name>) and reused by later runs.
 """
@@ -30,9 +31,9 @@ import torch
 import rosetta
 from rosetta import checkpoint as ckpt
 from rosetta.compress.export import directory_size, export_model
+from rosetta.hardware import cpu_has_native_bf16
 from rosetta.tasks import load_eval_pairs
 from rosetta.tasks.metrics import score
-from rosetta.train.precision import cpu_has_native_bf16
 
 ENGINES = ("pytorch fp32", "pytorch bf16", "pytorch int8", "onnx fp32", "onnx int8", "ct2 fp32", "ct2 int8")
 EXPORTS = {"onnx fp32": ("onnx", None), "onnx int8": ("onnx", "int8"), "ct2 fp32": ("ctranslate2", None),
@@ -71,8 +72,8 @@ def load_engine(name: str, model_dir: Path, exports: Path, threads: int):
         translator = rosetta.load(model_dir, int8=True)
         return translator, quantised_bytes(translator.model), contextlib.nullcontext()
     size = directory_size(model_dir)
-    if name == "pytorch bf16":
-        return rosetta.load(model_dir), size, torch.autocast("cpu", dtype=torch.bfloat16)
+    if name == "pytorch bf16":  # a bf16 copy with packed weights (rosetta.decode.for_inference)
+        return rosetta.load(model_dir, precision="bf16"), size, contextlib.nullcontext()
     return rosetta.load(model_dir), size, contextlib.nullcontext()
 
 
