@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rosetta.nn.dropout import dropout
 from rosetta.nn.positional import RotaryEmbedding
 
 
@@ -92,10 +93,13 @@ def scaled_dot_product_attention(
         scores = scores.masked_fill(~mask, float("-inf"))
     low_precision = scores.dtype in (torch.bfloat16, torch.float16)
     weights = torch.softmax(scores, dim=-1, dtype=torch.float32 if low_precision else None)  # bf16: fp32 sums
-    if mask is not None:
-        weights = weights.masked_fill(~mask, 0.0)  # also turns all-masked NaN rows into zeros
-    attended = F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights
-    return attended.to(v.dtype) @ v, (weights if need_weights else None)
+    weights = weights.to(v.dtype)  # bf16: one conversion, then the passes below move half the bytes
+    if mask is not None:  # masked keys are exactly 0 already (e^−∞); a query with no key at all gave NaN: 0
+        has_key = mask.any(dim=-1, keepdim=True)
+        if not bool(has_key.all()):
+            weights = weights.masked_fill(~has_key, 0.0)
+    attended = dropout(weights, dropout_p) if dropout_p > 0 else weights
+    return attended @ v, (weights if need_weights else None)
 
 
 class KVCache:
