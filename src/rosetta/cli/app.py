@@ -44,13 +44,13 @@ PRECISION_HELP = ("Decoding precision: fp32, bf16 (bf16 weights: faster where th
 
 
 def load_translator(model: Path, device: str = "cpu", int8: bool = False, precision: str = "fp32",
-                    rows: int | None = None):
-    """``rosetta.load`` with its errors turned into a clear message and exit code 2. ``rows``: the rows a
-    decoding step will hold (batch × beam), for ``precision auto``."""
+                    sentences: int = 64, beam: int | None = None):
+    """``rosetta.load`` with its errors turned into a clear message and exit code 2. ``sentences`` per batch
+    and ``beam`` (None: the model's) size a decoding step, for ``precision auto``."""
     from rosetta.decode.translator import load
 
     try:
-        return load(model, device=device, int8=int8, precision=precision, rows=rows)
+        return load(model, device=device, int8=int8, precision=precision, sentences=sentences, beam=beam)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         fail(str(e))
 

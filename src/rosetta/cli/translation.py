@@ -49,7 +49,7 @@ def translate(
 ) -> None:
     """Translate sentences: one translation per line, in input order (empty lines stay empty)."""
     lines = list(texts) if texts else read_lines(input_file)
-    translator = load_translator(model, device, int8, precision, rows=min(len(lines), 64) * (beam or 4))
+    translator = load_translator(model, device, int8, precision, sentences=min(len(lines), 64), beam=beam)
     for line in translator.translate(lines, beam=beam):
         typer.echo(line)
 
@@ -92,7 +92,7 @@ def evaluate(
 
     from rosetta.tasks.metrics import score
 
-    translator = load_translator(model, device, int8, precision)
+    translator = load_translator(model, device, int8, precision, beam=beam)
     tgt_lang = translator.tgt_lang
     try:
         if corpus:

@@ -99,7 +99,7 @@ def serve(
         from rosetta.cli.export import engine_model_dir
 
         directory, int8 = engine_model_dir(model, engine, int8)
-        served = load_translator(directory, device, int8, precision, rows=1)
+        served = load_translator(directory, device, int8, precision, sentences=1)
     else:
         if int8 or engine or precision != "fp32":
             fail(f"--int8, --precision and --engine are for translation models; {model} holds a {family!r} model")

@@ -100,12 +100,14 @@ def resolve_inference_precision(precision: str, device: torch.device, rows: int 
 def for_inference(model: nn.Module, precision: str = "fp32") -> nn.Module:
     """``model`` ready to decode in ``precision`` (see the module docstring): fp32 returns it unchanged, bf16
     and int8 return a converted copy (the original keeps its fp32 weights). Resolve ``auto`` first."""
+    if precision not in ("fp32", "bf16", "int8"):
+        raise ValueError(f"for_inference takes fp32, bf16 or int8, got {precision!r} (resolve auto first: "
+                         "resolve_inference_precision)")
     if precision == "fp32":
         return model
     device = next(model.parameters()).device
-    if resolve_inference_precision(precision, device) == "int8":
+    if precision == "int8":
+        resolve_inference_precision(precision, device)  # int8 off the CPU: a clear ValueError
         return quantize_int8(copy.deepcopy(model).eval())
-    if precision == "bf16":
-        converted = copy.deepcopy(model).to(torch.bfloat16).eval()
-        return pack_linears(converted) if device.type == "cpu" and can_pack_bf16() else converted
-    raise ValueError(f"resolve precision {precision!r} before for_inference (resolve_inference_precision)")
+    converted = copy.deepcopy(model).to(torch.bfloat16).eval()
+    return pack_linears(converted) if device.type == "cpu" and can_pack_bf16() else converted

@@ -118,13 +118,14 @@ class CT2Translator(Translator):
 
 
 def load(directory: str | Path, device: str | torch.device = "cpu", int8: bool = False,
-         threads: int | None = None, precision: str = "fp32", rows: int | None = None) -> Translator:
+         threads: int | None = None, precision: str = "fp32", sentences: int = 64,
+         beam: int | None = None) -> Translator:
     """Load a trained translation model (model dir, checkpoint dir, or training run dir), or one exported by
     ``rosetta export`` (ONNX Runtime or CTranslate2 runs it, with ``threads`` threads; default: torch's).
 
     ``precision``: fp32, bf16, int8 or auto (``rosetta.decode.precision``; ``int8=True`` is precision int8);
-    auto decides with ``rows``, the rows a decoding step will hold (batch size × beam; default: the model's
-    beam × 64 sentences, a batch job's)."""
+    auto decides with the rows a decoding step will hold: ``sentences`` per batch (64: a batch job's; a server
+    answering one request: 1) × ``beam`` (default: the model's own)."""
     path = ckpt.resolve_model_dir(directory)
     ckpt.verify_checkpoint(path)
     info = ckpt.read_config(path)
@@ -141,7 +142,7 @@ def load(directory: str | Path, device: str | torch.device = "cpu", int8: bool =
     ckpt.load_weights(path, model, "cpu")
     src_tok, tgt_tok = load_tokenizers(path)
     device = torch.device(device)
-    rows = rows or 64 * DecodeOptions.from_dict(info.get("decode")).beam
+    rows = sentences * (beam or DecodeOptions.from_dict(info.get("decode")).beam)
     precision = resolve_inference_precision("int8" if int8 else precision, device, rows)
     model = for_inference(model.to(device).eval(), precision)
     translator = Translator(model, src_tok, tgt_tok, info, device)

@@ -134,11 +134,6 @@ class LayerCache:
         self.self_attn = KVCache()
         self.cross_attn = KVCache()
 
-    def reorder(self, index: torch.Tensor) -> None:
-        """Keep batch rows ``index`` of both caches (beam search: ``DecoderState.select_beams`` instead)."""
-        self.self_attn.reorder(index)
-        self.cross_attn.reorder(index)
-
 
 class TransformerLayer(nn.Module):
     """Self-attention, optional cross-attention, feed-forward — each a residual sublayer.

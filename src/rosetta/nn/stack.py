@@ -78,13 +78,10 @@ class DecoderState:
     memory_mask: torch.Tensor | None = None
 
     def reorder(self, index: torch.Tensor) -> None:
-        """Keep the batch rows ``index`` (B',) — beam search re-ranking its hypotheses, or dropping finished
-        sentences. The state reorders its own caches: search code never reaches into them."""
-        if self.memory_mask is not None:
-            self.memory_mask = self.memory_mask.index_select(0, index)
-        for layer in self.layers:
-            layer.reorder(index)
-        self.batch_size = index.numel()
+        """Keep the batch rows ``index`` (B',) when every row is its own sentence (greedy search dropping
+        finished rows, the language model): ``select_beams`` with the same index on both sides. The state
+        reorders its own caches: search code never reaches into them."""
+        self.select_beams(index, index)
 
     def select_beams(self, rows: torch.Tensor, sentences: torch.Tensor | None = None) -> None:
         """Beam search's reorder: the self-attention caches follow the surviving hypotheses ``rows``

@@ -27,7 +27,7 @@ class _LinearLabelSmoothedNLL(torch.autograd.Function):
     included, so the (N, V) logits and their gradient never exist whole (``linear_label_smoothed_nll``)."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, target, keep, smoothing: float, chunk_rows: int):
+    def forward(ctx, hidden, weight, target, smoothing: float, chunk_rows: int):
         n, vocab = hidden.shape[0], weight.shape[0]
         w = weight.to(hidden.dtype)  # bf16 hidden (autocast): the products in bf16, as autocast would
         w_t = w.t().contiguous()  # (D, V), laid out once for the logits' product
@@ -38,16 +38,15 @@ class _LinearLabelSmoothedNLL(torch.autograd.Function):
         nll = hidden.new_zeros((), dtype=torch.float32)
         for start in range(0, n, chunk_rows):
             h, t = hidden[start : start + chunk_rows], target[start : start + chunk_rows]
-            k = keep[start : start + chunk_rows].to(torch.float32)[:, None]  # (c, 1): 0 at padding
             log_probs = torch.log_softmax(h @ w_t, dim=-1, dtype=torch.float32)  # (c, V)
             nll_rows = -log_probs.gather(1, t[:, None])  # (c, 1)
             smooth_rows = -log_probs.mean(dim=-1, keepdim=True)
-            loss += (((1 - smoothing) * nll_rows + smoothing * smooth_rows) * k).sum()
-            nll += (nll_rows * k).sum()
-            # ∂loss/∂logits = p − (1−ε)·onehot(t) − ε/V on kept rows, 0 on padding (computed in place)
+            loss += ((1 - smoothing) * nll_rows + smoothing * smooth_rows).sum()
+            nll += nll_rows.sum()
+            # ∂loss/∂logits = p − (1−ε)·onehot(t) − ε/V (computed in place)
             grad = log_probs.exp_()
             grad.scatter_add_(1, t[:, None], torch.full_like(nll_rows, -(1 - smoothing)))
-            grad.sub_(smoothing / vocab).mul_(k)
+            grad.sub_(smoothing / vocab)
             grad = grad.to(w.dtype)  # the products' dtype (bf16 under autocast; ∂W summed in fp32 below)
             if grad_hidden is not None:
                 grad_hidden[start : start + chunk_rows] = grad @ w
@@ -67,7 +66,7 @@ class _LinearLabelSmoothedNLL(torch.autograd.Function):
             grad_hidden = grad_hidden * grad_loss.to(grad_hidden.dtype)
         if grad_weight is not None:
             grad_weight = (grad_weight * grad_loss).to(ctx.weight_dtype)
-        return grad_hidden, grad_weight, None, None, None, None
+        return grad_hidden, grad_weight, None, None, None
 
 
 def linear_label_smoothed_nll(
@@ -90,12 +89,13 @@ def linear_label_smoothed_nll(
         hidden = hidden.to(torch.get_autocast_dtype(device))
     flat_hidden = hidden.reshape(-1, hidden.shape[-1])
     flat_target = target.reshape(-1)
-    keep = flat_target != pad_id if pad_id is not None else torch.ones_like(flat_target, dtype=torch.bool)
+    if pad_id is not None:  # padding rows never enter: no logits for them, and their gradient is zero
+        keep = flat_target != pad_id
+        flat_hidden, flat_target = flat_hidden[keep], flat_target[keep]
     # ~4 MiB of fp32 logits, at least 128 rows (256 in bf16): ∂W is accumulated once per chunk, a V × D pass
     # that small chunks of a large vocabulary repeat too often (MiniLM's 30,522: 34-row chunks were 3× slower)
     floor = 128 if flat_hidden.dtype == torch.float32 else 256
     rows = chunk_rows or max(floor, 2**20 // weight.shape[0])
     with torch.autocast(device, enabled=False):  # dtypes are explicit inside
-        loss, nll = _LinearLabelSmoothedNLL.apply(flat_hidden, weight, flat_target.clamp(min=0), keep, smoothing,
-                                                  rows)
-    return loss, nll.detach(), int(keep.sum())
+        loss, nll = _LinearLabelSmoothedNLL.apply(flat_hidden, weight, flat_target, smoothing, rows)
+    return loss, nll.detach(), flat_target.numel()
