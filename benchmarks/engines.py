@@ -14,6 +14,11 @@ What is measured (each engine loaded once, warmed up on a few sentences first):
 * PyTorch bf16: ``rosetta.load(..., precision="bf16")`` (bf16 weights, packed for oneDNN), only where the CPU
   computes bf16 natively (AVX-512 BF16 / AMX), else skipped.
 
+Other models of the same task — the distilled and the pruned students — join the same table as PyTorch fp32
+rows with ``--extra LABEL=RUN`` (repeatable), measured in the same run on the same sentences:
+
+    ... --extra "distilled small=runs/distill-small" --extra "pruned 25 %=runs/teacher-pruned"
+
 Exports are written under ``--exports`` (default: runs/engines/<model name>) and reused by later runs.
 """
 
@@ -44,6 +49,7 @@ EXPORTS = {"onnx fp32": ("onnx", None), "onnx int8": ("onnx", "int8"), "ct2 fp32
 class Row:
     engine: str
     megabytes: float
+    parameters_m: float
     bleu_beam4: float
     bleu_greedy: float
     sent_per_s_b64_beam4: float
@@ -58,6 +64,14 @@ def quantised_bytes(model: torch.nn.Module) -> int:
         tensors = value if isinstance(value, tuple) else (value,)
         total += sum(t.numel() * t.element_size() for t in tensors if torch.is_tensor(t))
     return total
+
+
+def parameter_count(model_dir: Path) -> int:
+    """Parameters of the PyTorch model in ``model_dir`` (its safetensors file; a tied table counted once)."""
+    from safetensors import safe_open
+
+    with safe_open(str(model_dir / ckpt.MODEL_FILE), "pt") as f:
+        return sum(torch.Size(f.get_slice(k).get_shape()).numel() for k in f.keys())
 
 
 def load_engine(name: str, model_dir: Path, exports: Path, threads: int):
@@ -84,26 +98,30 @@ def timed(fn) -> tuple[object, float]:
 
 
 def measure(name: str, model_dir: Path, exports: Path, sources: list[str], refs: list[str], tgt_lang: str,
-            threads: int, batch1: int) -> Row:
+            threads: int, batch1: int, label: str | None = None) -> Row:
+    """One row: engine ``name`` on ``model_dir`` (shown as ``label`` when given)."""
     translator, size, context = load_engine(name, model_dir, exports, threads)
+    parameters = parameter_count(model_dir)
     with context:
         translator.translate(sources[:8], beam=4)  # warm-up: first-call allocations, graph initialisation
         beam4, t_beam = timed(lambda: translator.translate(sources, beam=4, batch_size=64))
         greedy, t_greedy = timed(lambda: translator.translate(sources, beam=1, batch_size=64))
         _, t_one = timed(lambda: [translator.translate([s], beam=1) for s in sources[:batch1]])
-    return Row(name, size / 1e6, score(beam4, refs, tgt_lang).bleu, score(greedy, refs, tgt_lang).bleu,
+    return Row(label or name, size / 1e6, parameters / 1e6, score(beam4, refs, tgt_lang).bleu,
+               score(greedy, refs, tgt_lang).bleu,
                len(sources) / t_beam, len(sources) / t_greedy, batch1 / t_one)
 
 
 def table(rows: list[Row], reference: str = "pytorch fp32") -> str:
     base = {r.engine: r for r in rows}.get(reference)
-    lines = ["| engine | size MB | BLEU beam 4 | BLEU greedy | sent/s b64 beam 4 | sent/s b64 greedy | "
-             "sent/s b1 greedy |", "|---|---|---|---|---|---|---|"]
+    lines = ["| engine | parameters M | size MB | BLEU beam 4 | BLEU greedy | sent/s b64 beam 4 | sent/s b64 greedy | "
+             "sent/s b1 greedy |", "|---|---|---|---|---|---|---|---|"]
     speeds = ("sent_per_s_b64_beam4", "sent_per_s_b64_greedy", "sent_per_s_b1_greedy")
     for r in rows:
         cells = [f"{getattr(r, a):.1f}" + (f" ({getattr(r, a) / getattr(base, a):.2f}×)" if base and r is not base
                                            else "") for a in speeds]
-        lines.append(f"| {r.engine} | {r.megabytes:.1f} | {r.bleu_beam4:.1f} | {r.bleu_greedy:.1f} | "
+        lines.append(f"| {r.engine} | {r.parameters_m:.2f} | {r.megabytes:.1f} | {r.bleu_beam4:.1f} | "
+                     f"{r.bleu_greedy:.1f} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -130,7 +148,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--engines", default=",".join(ENGINES))
     parser.add_argument("--exports", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--extra", action="append", default=[], metavar="LABEL=RUN",
+                        help="another model of the same task (a student), measured as a PyTorch fp32 row")
     args = parser.parse_args(argv)
+    extras = []
+    for item in args.extra:
+        label, sep, run = item.partition("=")
+        if not sep or not label.strip() or not run.strip():
+            parser.error(f"--extra {item!r}: expected LABEL=RUN, e.g. 'distilled small=runs/distill-small'")
+        extras.append((label.strip(), ckpt.resolve_model_dir(Path(run.strip()))))
 
     torch.set_num_threads(args.threads)
     model_dir = ckpt.resolve_model_dir(args.model)
@@ -147,7 +173,12 @@ def main(argv: list[str] | None = None) -> dict:
             continue
         rows.append(measure(name, model_dir, exports, sources, refs, tgt_lang, args.threads, args.batch1))
         print(f"{name}: {rows[-1]}", flush=True)
-    report = {"model": str(model_dir), "corpus": args.corpus, "split": args.split, "sentences": len(sources),
+    for label, extra_dir in extras:
+        rows.append(measure("pytorch fp32", extra_dir, exports, sources, refs, tgt_lang, args.threads, args.batch1,
+                            label=label))
+        print(f"{label}: {rows[-1]}", flush=True)
+    report = {"model": str(model_dir), "extra": {label: str(d) for label, d in extras}, "corpus": args.corpus,
+              "split": args.split, "sentences": len(sources),
               "batch1_sentences": min(args.batch1, len(sources)), "threads": args.threads,
               "versions": versions(), "bleu_signature": score(["a"], ["a"], tgt_lang).bleu_signature,
               "rows": [asdict(r) for r in rows]}

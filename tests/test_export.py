@@ -318,4 +318,10 @@ def test_engines_benchmark_runs_on_a_tiny_model(ort, ct2, tmp_path):
             for name in ("pytorch fp32", "pytorch int8", "onnx int8", "ct2 fp32")]
     assert rows[0].bleu_greedy == rows[3].bleu_greedy > 50  # the tiny model knows its training pairs
     assert all(r.megabytes > 0 and r.sent_per_s_b1_greedy > 0 for r in rows)
+    student = bench.measure("pytorch fp32", tiny_model_dir(), tmp_path, texts, refs, "zh", threads=1, batch1=3,
+                            label="a student")  # an --extra row: another model of the task, by its label
+    rows.append(student)
+    assert student.engine == "a student" and student.bleu_greedy == rows[0].bleu_greedy
+    parameters = sum(p.numel() for p in rosetta.load(tiny_model_dir()).model.parameters())  # tied: counted once
+    assert round(rows[0].parameters_m * 1e6) == parameters == round(student.parameters_m * 1e6)
     assert bench.table(rows).count("\n") == len(rows) + 1
