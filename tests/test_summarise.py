@@ -249,6 +249,35 @@ def test_bert2bert_recipe_trains_with_the_pretrained_vocabulary(tmp_path):
     cls, sep = translator.src_tokenizer.bos_id, translator.src_tokenizer.eos_id
     assert (translator.config.bos_id, translator.config.eos_id, cls, sep) == (2, 3, 2, 3)
     assert translator.encode_source("model data")[0] == cls and translator.encode_source("model data")[-1] == sep
-    assert translator.info["pretrained_weights"] is True
+    assert translator.info["pretrained_weights"] is True and translator.info["cross_init"] == "self"
     out = translator.translate(["Sparse attention improves accuracy."])[0]
     assert "[CLS]" not in out and "[SEP]" not in out
+
+
+def test_source_use_benchmark_measures_the_references_nll():
+    """benchmarks/source_use.py (does a summariser read its source?): its NLL equals F.cross_entropy over the
+    reference tokens, and a source change changes it for a model whose cross-attention is not zero."""
+    import importlib.util
+
+    import torch
+    import torch.nn.functional as F
+    from tiny_models import tiny_summariser_dir
+
+    from rosetta.data.batching import pad as pad_ids
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "source_use.py"
+    spec = importlib.util.spec_from_file_location("rosetta_bench_source_use", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    model = rosetta.load(tiny_summariser_dir()).model
+    cfg = model.config
+    g = torch.Generator().manual_seed(0)
+    sources = [torch.randint(4, cfg.src_vocab_size, (n,), generator=g).tolist() for n in (5, 9, 3)]
+    targets = [torch.randint(4, cfg.tgt_vocab_size, (n,), generator=g).tolist() for n in (4, 2, 6)]
+    got = bench.mean_nll(model, sources, targets, batch=2)
+    tgt = pad_ids([[cfg.bos_id, *t, cfg.eos_id] for t in targets], cfg.pad_id)
+    with torch.no_grad():
+        logits = model(pad_ids(sources, cfg.pad_id), tgt[:, :-1]).double()
+    want = F.cross_entropy(logits.transpose(1, 2), tgt[:, 1:], ignore_index=cfg.pad_id).item()
+    assert got == pytest.approx(want, abs=1e-5)
+    assert abs(bench.mean_nll(model, sources[::-1], targets) - got) > 1e-4

@@ -72,7 +72,8 @@ class SummarisationTask(TranslationTask):
         if self.pretrained is None:
             return super()._build_model()
         m = self.recipe.model
-        return bert2bert(self.pretrained, m.load_weights, self.tgt_tok.bos_id, self.tgt_tok.eos_id, **m.overrides)
+        return bert2bert(self.pretrained, m.load_weights, self.tgt_tok.bos_id, self.tgt_tok.eos_id,
+                         m.cross_init, **m.overrides)
 
     def _encode(self, pairs: list[tuple[str, str]], max_length: int | None) -> list[tuple[list[int], list[int]]]:
         """Token ids of each (abstract, TLDR): an abstract longer than ``data.max_length`` tokens (framing
@@ -101,6 +102,7 @@ class SummarisationTask(TranslationTask):
                 "tokenizer": "pretrained" if self.pretrained else self.recipe.tokenizer.kind,
                 "pretrained": str(m.pretrained) if self.pretrained else None,
                 "pretrained_weights": bool(self.pretrained and m.load_weights),
+                "cross_init": m.cross_init if self.pretrained and m.load_weights else None,
                 "max_length": self.recipe.data.max_length}
 
 

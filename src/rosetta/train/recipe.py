@@ -60,6 +60,7 @@ class ModelSection:
     overrides: dict[str, Any] = field(default_factory=dict)  # any ModelConfig field
     pretrained: str | None = None  # a Hugging Face BERT directory (or "all-MiniLM-L6-v2") for encoder fine-tuning
     load_weights: bool = True  # False: the pretrained architecture and tokenizer, fresh weights (from scratch)
+    cross_init: str = "self"  # BERT2BERT's new cross-attention: "self" (a copy of self-attention) | "random"
 
 
 @dataclass
@@ -116,7 +117,7 @@ SECTIONS = {"data": DataSection, "tokenizer": TokenizerSection, "model": ModelSe
 def _section(name: str, values: dict[str, Any]):
     cls = SECTIONS[name]
     known = {f.name for f in fields(cls)}
-    if name == "model":  # every key but preset/pretrained/load_weights is a ModelConfig field
+    if name == "model":  # every key that is not a ModelSection field is a ModelConfig field
         values = dict(values)
         overrides = dict(values.pop("overrides", {}))
         overrides.update({k: values.pop(k) for k in list(values) if k not in known})
