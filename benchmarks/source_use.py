@@ -17,21 +17,21 @@ from pathlib import Path
 import torch
 
 import rosetta
-from rosetta.data.batching import pad
+from rosetta.data.batching import collate_translation
 from rosetta.data.summaries import load_summaries
+from rosetta.train.losses import label_smoothed_nll
 
 
 def mean_nll(model, sources: list[list[int]], targets: list[list[int]], batch: int = 16) -> float:
-    """Mean negative log-likelihood (nats/token) of ``targets`` (ids without framing) given ``sources``."""
+    """Mean negative log-likelihood (nats/token) of ``targets`` (ids without framing) given ``sources``: the
+    training batches (``collate_translation``) and loss (``label_smoothed_nll``, no smoothing)."""
     cfg, total, count = model.config, 0.0, 0
     with torch.no_grad():
         for i in range(0, len(sources), batch):
-            src = pad(sources[i:i + batch], cfg.pad_id)
-            tgt = pad([[cfg.bos_id, *t, cfg.eos_id] for t in targets[i:i + batch]], cfg.pad_id)
-            logp = torch.log_softmax(model(src, tgt[:, :-1]).float(), dim=-1)
-            gold, real = tgt[:, 1:], tgt[:, 1:] != cfg.pad_id
-            total -= logp.gather(-1, gold.unsqueeze(-1)).squeeze(-1)[real].sum().item()
-            count += real.sum().item()
+            b = collate_translation(list(zip(sources[i:i + batch], targets[i:i + batch])), cfg.pad_id,
+                                    cfg.bos_id, cfg.eos_id)
+            _, nll, n = label_smoothed_nll(model(b.src, b.tgt_in), b.tgt_out, cfg.pad_id, 0.0)
+            total, count = total + nll.item(), count + n
     return total / count
 
 
