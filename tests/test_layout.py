@@ -6,6 +6,8 @@ function — is read from the source (ast), so a lazy import cannot hide a depen
 
 import ast
 import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -118,6 +120,16 @@ def test_public_names_are_the_implementations():
     assert rosetta.attention.scaled_dot_product_attention is scaled_dot_product_attention
     assert rosetta.positional.sinusoidal_encoding is sinusoidal_encoding
     assert rosetta.decode.beam_search is beam_search
+
+
+def test_attention_and_positional_import_as_modules_by_their_short_names():
+    """``from rosetta.attention import …`` worked before the nn/ move; it must name the same objects (run in a
+    fresh interpreter: this process may have imported rosetta already, which would hide an import-order bug)."""
+    code = ("from rosetta.attention import MultiHeadAttention; import rosetta.positional as p; "
+            "import rosetta.nn.attention as a, rosetta.nn.positional as q; "
+            "assert MultiHeadAttention is a.MultiHeadAttention and p is q; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
 def test_python_m_rosetta_cli_is_importable():

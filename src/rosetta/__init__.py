@@ -19,6 +19,8 @@ The code is laid out by part, imports pointing one way (docs/concepts.md maps ea
 The names below, and ``rosetta.attention``, ``rosetta.positional`` and ``rosetta.decode``, are the public API.
 """
 
+import sys
+
 from rosetta import decode
 from rosetta.decode.translator import Translator, load
 from rosetta.models.encoder import EncoderModel, bert_config
@@ -29,6 +31,11 @@ from rosetta.models.transformer import Transformer
 from rosetta.nn import attention, positional
 from rosetta.nn.attention import MultiHeadAttention, scaled_dot_product_attention
 from rosetta.nn.config import ModelConfig
+
+# ``from rosetta.attention import …`` and ``import rosetta.positional`` as before the move into nn/: the same
+# module objects under their short names (not copies, so a patched function is patched for both names).
+sys.modules[f"{__name__}.attention"] = attention
+sys.modules[f"{__name__}.positional"] = positional
 
 __all__ = [
     "EncoderModel",
