@@ -12,6 +12,7 @@ import json
 import random
 
 import pytest
+import sacrebleu
 import torch
 from tiny_translator import PAIRS, tiny_model_dir
 
@@ -233,8 +234,12 @@ def test_ct2_int8_runs_and_is_close(ct2, tmp_path):
     assert json.loads((exported / "config.json").read_text())["quantization"] == "int8"
     texts = sentences(words=_english_words())
     fp32 = rosetta.load(model_dir).translate(texts, beam=1)
-    same = sum(a == b for a, b in zip(rosetta.load(exported).translate(texts, beam=1), fp32))
-    assert same >= 90, f"int8 agrees with fp32 on {same}/100 greedy outputs"
+    int8 = rosetta.load(exported).translate(texts, beam=1)
+    same = sum(a == b for a, b in zip(int8, fp32))
+    chrf = sacrebleu.corpus_chrf(int8, [fp32]).score
+    # CTranslate2's int8 kernels depend on the CPU: measured 2026-12-06, 90+/100 identical greedy outputs on
+    # AVX-512 CPUs, 78/100 (chrF 84.8 against fp32) on an AVX2-only EPYC; a broken export scores chrF < 30.
+    assert same >= 60 and chrf >= 75, f"int8 agrees with fp32 on {same}/100 greedy outputs, chrF {chrf:.1f}"
 
 
 @pytest.mark.parametrize("overrides, reason", [

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
 
 import torch
@@ -48,6 +49,9 @@ class PackedLinear(nn.Module):
 
     def __init__(self, linear: nn.Linear, rows_hint: int = 64):
         super().__init__()
+        if not onednn_packs_bf16():
+            raise RuntimeError("packed bf16 weights need oneDNN and a CPU with AVX-512 (BW, VL, DQ) or "
+                               "AVX-NE-CONVERT; this one has neither: decode in bf16 unpacked, fp32 or int8")
         self.in_features, self.out_features = linear.in_features, linear.out_features
         weight = linear.weight.detach()
         self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, rows_hint)  # opaque: not a parameter
@@ -60,10 +64,23 @@ class PackedLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, packed bf16"
 
 
+@functools.cache
+def onednn_packs_bf16() -> bool:
+    """Whether oneDNN can pack a bf16 weight on this CPU at all: its packing needs AVX-512 (BW, VL, DQ) or
+    AVX-NE-CONVERT, which AVX2-only CPUs lack. Asked once, by packing an 8 × 8 matrix."""
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")):
+        return False
+    try:
+        torch.ops.mkldnn._reorder_linear_weight(torch.zeros(8, 8, dtype=torch.bfloat16), 1)
+    except RuntimeError:
+        return False
+    return True
+
+
 def can_pack_bf16() -> bool:
-    """Whether ``PackedLinear`` runs here: oneDNN in this PyTorch build and native bf16 in this CPU."""
-    return (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
-            and cpu_has_native_bf16())
+    """Whether ``for_inference`` packs bf16 weights here: oneDNN can (``onednn_packs_bf16``) and the CPU
+    multiplies bf16 natively (elsewhere packing would only speed up an emulation)."""
+    return cpu_has_native_bf16() and onednn_packs_bf16()
 
 
 def pack_linears(model: nn.Module) -> nn.Module:
