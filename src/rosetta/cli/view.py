@@ -4,11 +4,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
+import typing
 from pathlib import Path
 
 import typer
 
 from rosetta.cli.app import PRECISION_HELP, app, fail, load_model, load_translator, model_family, plot_app
+from rosetta.server.limits import Settings, flag
 
 
 def _formats(value: str) -> tuple[str, ...]:
@@ -61,17 +66,45 @@ def attention(
         typer.echo(f"wrote {path}")
 
 
+def settings_options(command):
+    """``command`` with one option per ``Settings`` field, named by ``limits.flag`` (max_texts → --max-texts),
+    its default and help read from the field, so that each lives in one place; the command receives them
+    together as ``settings``. A bad value (Settings checks them) is one line, exit code 2."""
+    hints = typing.get_type_hints(Settings)
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "settings"]
+    extra = []
+    for f in dataclasses.fields(Settings):
+        kind, default, names = hints[f.name], f.default, [flag(f.name)]
+        if kind is bool:
+            names = [f"{flag(f.name)}/--no-{flag(f.name)[2:]}"]
+        elif kind == tuple[str, ...]:  # a repeatable option: --cors A --cors B
+            kind, default = list[str], list(default) or None
+        option = typer.Option(default, *names, help=f.metadata["help"], metavar=f.metadata["metavar"],
+                              show_default=default is not None)
+        extra.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind))
+
+    @functools.wraps(command)
+    def with_settings(**kwargs):
+        values = {f.name: kwargs.pop(f.name) for f in dataclasses.fields(Settings)}
+        try:
+            settings = Settings(**{**values, "cors": tuple(values["cors"] or ())})
+        except ValueError as e:
+            fail(str(e))
+        return command(settings=settings, **kwargs)
+
+    with_settings.__signature__ = inspect.Signature(own + extra)
+    with_settings.__annotations__ = {p.name: p.annotation for p in own + extra}
+    return with_settings
+
+
 @app.command("serve")
+@settings_options
 def serve(
     model: Path = typer.Option(..., "--model", help="Model directory or training run directory."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on: 127.0.0.1 (this machine only) "
+                             "unless told otherwise; 0.0.0.0: every interface (put a reverse proxy in front, "
+                             "see docs/serving.md)."),
     port: int = typer.Option(8000, "--port"),
-    max_texts: int = typer.Option(64, "--max-texts", help="Most texts in one /v1/translate request."),
-    max_chars: int = typer.Option(1000, "--max-chars", help="Most characters in one text."),
-    max_batch: int = typer.Option(64, "--max-batch", help="Most sentences merged into one model call."),
-    no_batching: bool = typer.Option(False, "--no-batching", help="Run every request alone (no merging)."),
-    max_image_bytes: int = typer.Option(5_000_000, "--max-image-bytes",
-                                        help="Largest picture /v1/classify accepts (image models)."),
     int8: bool = typer.Option(False, "--int8", help="Dynamic int8 quantization (CPU); = --precision int8."),
     precision: str = typer.Option("fp32", "--precision", help=PRECISION_HELP + " auto counts one request "
                                   "at a time (fp32 on a CPU)."),
@@ -79,21 +112,21 @@ def serve(
                                                       "--model holds, PyTorch or an export)."),
     device: str = typer.Option("cpu", "--device"),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn's: critical, error, warning, info."),
+    settings: Settings = None,  # made by settings_options from the --max-… options
 ) -> None:
     """Serve a model of any task over HTTP: the JSON API under /v1, a page at /, OpenAPI at /docs.
 
     A translation model: /v1/translate and /v1/attention; a summariser: /v1/summarise and /v1/attention; a text
     classifier: /v1/classify, /v1/embed and /v1/attention; any other encoder (all-MiniLM-L6-v2 too): /v1/embed;
     a question-answering model: /v1/answer; a language model: /v1/generate (streamed); an image model (ViT):
-    /v1/classify, and a page to draw a digit (or upload a picture). GET /v1/model says the task and endpoints."""
+    /v1/classify, and a page to draw a digit (or upload a picture). GET /v1/model says the task and endpoints.
+
+    The --max-… options are the limits (a request over one gets 413 or 422, docs/serving.md); the server listens
+    on 127.0.0.1 and sends no CORS headers unless --host and --cors say otherwise."""
     import uvicorn
 
-    from rosetta.server import Settings, create_app
+    from rosetta.server import create_app
 
-    if min(max_texts, max_chars, max_batch, max_image_bytes) < 1:
-        fail("--max-texts, --max-chars, --max-batch and --max-image-bytes must be at least 1")
-    settings = Settings(max_texts=max_texts, max_chars=max_chars, max_batch=max_batch, batching=not no_batching,
-                        max_image_bytes=max_image_bytes)
     family = model_family(model)
     if family in (None, "translation"):  # None: no readable config.json, the loader says why
         from rosetta.cli.export import engine_model_dir

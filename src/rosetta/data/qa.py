@@ -214,15 +214,27 @@ class Window:
     end: int = 0
 
 
+_RAW_COPIES: dict[int, tuple] = {}  # id(source) → (source, its raw copy), the last few sources only
+
+
 def raw_tokenizer(tokenizer):
     """A ``tokenizers.Tokenizer`` copy of ``tokenizer`` (Rosetta's, or a Hugging Face one) without truncation
-    or padding: windows are cut here, not by the tokenizer."""
+    or padding: windows are cut here, not by the tokenizer.
+
+    Made once per tokenizer and reused (the last 8 are kept): the tokenizers library keeps about 10 kB of
+    native memory for every Tokenizer that has encoded something, even once it is freed, so a fresh copy per
+    call made a QA server grow by 5 MiB every 1,000 requests (benchmarks/server_load.py --soak)."""
     from tokenizers import Tokenizer as HFTokenizer
 
     hf = getattr(tokenizer, "hf", tokenizer)
-    copy = HFTokenizer.from_str(hf.to_str())
-    copy.no_truncation()
-    copy.no_padding()
+    source, copy = _RAW_COPIES.pop(id(hf), (None, None))
+    if source is not hf:  # (an id can be reused once its object is gone: the source is kept to tell)
+        copy = HFTokenizer.from_str(hf.to_str())
+        copy.no_truncation()
+        copy.no_padding()
+    _RAW_COPIES[id(hf)] = (hf, copy)  # last in the dict: the most recently used
+    while len(_RAW_COPIES) > 8:
+        del _RAW_COPIES[next(iter(_RAW_COPIES))]
     return copy
 
 

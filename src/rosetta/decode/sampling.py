@@ -68,7 +68,8 @@ def top_p_filter(logits: torch.Tensor, p: float | None) -> torch.Tensor:
     sorted_logits, order = logits.sort(dim=-1, descending=True)
     probs = sorted_logits.float().softmax(dim=-1)
     mass_before = probs.cumsum(dim=-1) - probs  # probability of the strictly more likely tokens
-    drop_sorted = mass_before >= p  # the set already reached p without this token; never drops rank 0
+    drop_sorted = mass_before >= p  # the set already reached p without this token
+    drop_sorted[..., 0] = False  # rank 0 even when p is below float32's smallest number (5e-324 is 0 there)
     drop = drop_sorted.scatter(-1, order, drop_sorted)  # back to vocabulary order
     return logits.masked_fill(drop, -math.inf)
 
@@ -87,7 +88,10 @@ def sample_next(
     gives the same tokens."""
     if temperature <= 0:
         return logits.argmax(dim=-1)
-    logits = logits.float() / temperature
+    # Shifted so the best logit is 0, and divided by no less than float32's smallest normal number: a temperature
+    # near 0 (1e-300) then keeps the best token(s), instead of 0 / 0 = NaN.
+    logits = logits.float()
+    logits = (logits - logits.amax(dim=-1, keepdim=True)) / max(temperature, torch.finfo(torch.float32).tiny)
     logits = top_p_filter(top_k_filter(logits, top_k), top_p)
     probs = logits.softmax(dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)

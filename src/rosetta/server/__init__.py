@@ -1,7 +1,8 @@
 """The server: ``create_app(model, Settings())`` → FastAPI app for a model of any task; ``rosetta serve`` runs it.
 
-    app.py      Settings (limits), create_app (picks the module by the model's family and task), translation
-                and summarisation: /v1/translate or /v1/summarise, /v1/attention
+    app.py      create_app (picks the module by the model's family and task), translation and
+                summarisation: /v1/translate or /v1/summarise, /v1/attention
+    limits.py   Settings (every limit, its default and its flag), the 413 body limit before any read, CORS
     encoder.py  an encoder: /v1/embed; a text classifier's /v1/classify and /v1/attention
     qa.py       a question-answering encoder: /v1/answer and the question → context /v1/attention
     lm.py       a language model: /v1/generate, streamed as NDJSON
@@ -12,6 +13,15 @@
                 translation and summarisation; modes/*.js, the classifier, language model, QA and ViT modes
 """
 
-from rosetta.server.app import Settings, create_app
+from rosetta.server.limits import Settings
 
 __all__ = ["Settings", "create_app"]
+
+
+def __getattr__(name: str):
+    """``create_app`` on first use: it imports FastAPI, which the command line needs only to serve."""
+    if name == "create_app":
+        from rosetta.server.app import create_app
+
+        return create_app
+    raise AttributeError(f"module 'rosetta.server' has no attribute {name!r}")

@@ -11,20 +11,22 @@ encoder.py (text classification, embeddings, question answering), lm.py (a langu
     GET  /v1/model       configuration, languages, parameter count, limits
     GET  /docs           OpenAPI (Swagger UI; it is fetched from a CDN, /openapi.json works offline)
 
-Requests are checked by pydantic models built from ``Settings`` (so the limits show in /docs); a bad request
-gets 422 with {"error": one readable line, "detail": pydantic's list}. Model work runs on the Batcher's
-thread; an exception there becomes a 500 with its message, and the server carries on.
+``Settings`` (limits.py) holds every limit. A body over ``max_body_bytes`` gets 413 before it is read (common.py
+adds the guard to every app); then requests are checked by pydantic models built from ``Settings`` (so the
+limits show in /docs); a bad request gets 422 with {"error": one readable line, "detail": pydantic's list}.
+Model work runs on the Batcher's thread; an exception there becomes a 500 with its message, and the server
+carries on.
 
 (No ``from __future__ import annotations`` here: FastAPI reads the endpoints' annotations at run time, and the
 request models are local to ``create_app``, so the annotations must be the classes, not their names.)
 """
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 from rosetta.checkpoint import model_task
 from rosetta.server.batcher import Batcher
@@ -35,47 +37,12 @@ from rosetta.server.common import (  # noqa: F401 — STATIC, ModelFailed, descr
     describe_errors,
     head_importance,
     model_app,
-    not_blank,
     rounded,
+    text_field,
 )
+from rosetta.server.limits import Settings  # the one settings object (re-exported: rosetta.server.app.Settings)
 
 KINDS = ("encoder", "decoder", "cross")
-
-
-@dataclass
-class Settings:
-    """Limits and behaviour of the server (``rosetta serve`` flags in brackets).
-
-    max_texts          texts per /v1/translate request [--max-texts]
-    max_chars          characters per text [--max-chars]
-    max_attention_chars characters of a /v1/attention text (its answer grows with the square of the length)
-    max_beam           largest beam a request may ask for
-    max_length         largest max_length (output tokens) a request may ask for (at most the model's max_len)
-    batching           merge concurrent requests into one model call [--no-batching turns it off]
-    max_batch          most sentences in one merged call
-    max_wait_ms        how long an idle worker waits for company before decoding a lone request
-    timeout_s          a request still waiting after this long gets 504
-    max_image_bytes    bytes of one picture sent to /v1/classify (an image model) [--max-image-bytes]
-    max_image_pixels   pixels (width × height) of one picture, checked before it is decoded
-    max_document_chars characters of a document to summarise, or of a question-answering context
-    max_document_attention_chars  characters of a summariser's /v1/attention text
-    max_new_tokens     most tokens one /v1/generate request may ask for (a language model)
-    """
-
-    max_texts: int = 64
-    max_chars: int = 1000
-    max_attention_chars: int = 300
-    max_beam: int = 8
-    max_length: int = 256
-    batching: bool = True
-    max_batch: int = 64
-    max_wait_ms: float = 0.0
-    timeout_s: float = 300.0
-    max_image_bytes: int = 5_000_000
-    max_image_pixels: int = 25_000_000
-    max_document_chars: int = 8000
-    max_document_attention_chars: int = 2000
-    max_new_tokens: int = 1000
 
 
 def request_models(settings: Settings, max_chars: int | None = None, max_attention_chars: int | None = None
@@ -99,8 +66,7 @@ def request_models(settings: Settings, max_chars: int | None = None, max_attenti
     )
     attention = create_model(
         "AttentionRequest", __config__=forbid,
-        text=(Annotated[str, StringConstraints(strict=True, max_length=max_attention_chars),
-                        AfterValidator(not_blank)], Field(description="one sentence")),
+        text=(text_field(max_attention_chars, blank=False), Field(description="one sentence")),
         beam=(beam, None),
         kinds=(list[Literal[KINDS]] | None,  # type: ignore[valid-type]
                Field(None, min_length=1, description="which maps to return (default: all three); a long "

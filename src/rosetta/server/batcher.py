@@ -20,6 +20,11 @@ The same merging serves every batch-shaped model call, not only translation: ``f
 request; requests merge when they call the same function with the same options.
 
 If a merged call raises, each of its requests is retried alone, so one bad request cannot fail the others.
+
+A request that is no longer waited for (its client went away, or it timed out: the caller cancelled the
+future) is dropped when the worker comes to it, unrun: an abandoned generation stops at once instead of
+spending the model's time on tokens nobody reads (``stats["cancelled"]`` counts them). A job the worker has
+started runs to its end; its answer is then thrown away.
 """
 
 from __future__ import annotations
@@ -73,7 +78,7 @@ class Batcher:
         self.queue: queue.Queue = queue.Queue()
         self.lock = threading.Lock()
         self.stats = {"requests": 0, "sentences": 0, "model_calls": 0, "merged_calls": 0, "largest_batch": 0,
-                      "largest_batch_requests": 0, "errors": 0}
+                      "largest_batch_requests": 0, "errors": 0, "cancelled": 0}
         self.thread = threading.Thread(target=self._run, name="rosetta-model", daemon=True)
         self.thread.start()
 
@@ -120,7 +125,7 @@ class Batcher:
                     break
             if any(job is _STOP for job in waiting):
                 for job in waiting:
-                    if job is not _STOP:
+                    if job is not _STOP and self._claim(job):
                         job.future.set_exception(RuntimeError("the server is shutting down"))
                 return
             self._one_round(waiting)
@@ -129,6 +134,8 @@ class Batcher:
         """Serve the oldest job, together with every later batch job for the same function and options (up to
         ``max_batch`` sentences); the others stay in ``waiting``, in order."""
         first = waiting.popleft()
+        if not self._claim(first):
+            return
         if isinstance(first, CallJob):
             self._settle(first.future, first.fn)
             return
@@ -139,12 +146,22 @@ class Batcher:
                 job = waiting.popleft()
                 if isinstance(job, BatchJob) and (job.name, job.options) == (first.name, first.options) and (
                         size + len(job.texts) <= self.max_batch):
-                    group.append(job)
-                    size += len(job.texts)
+                    if self._claim(job):
+                        group.append(job)
+                        size += len(job.texts)
                 else:
                     keep.append(job)
             waiting.extend(keep)
         self._run_group(group)
+
+    def _claim(self, job: BatchJob | CallJob) -> bool:
+        """Mark ``job`` as running (from now on its caller can no longer cancel it, so its answer can always be
+        set); False, and counted, if the caller had already cancelled it: nobody waits for its answer."""
+        if job.future.set_running_or_notify_cancel():
+            return True
+        with self.lock:
+            self.stats["cancelled"] += 1
+        return False
 
     def _run_group(self, group: list[BatchJob]) -> None:
         texts = [t for job in group for t in job.texts]

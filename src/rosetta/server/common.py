@@ -1,6 +1,8 @@
 """What every served model shares: the app with its model thread, /v1/health, /v1/model, the page, the
-one way model work is awaited (a timeout, and failures answered as JSON errors, never a crashed server), and
-the one way a bad request is answered (422 with one readable line).
+one way model work is awaited (a timeout, and failures answered as JSON errors, never a crashed server), the
+one way a bad request is answered (422 with one readable line; every error is {"error": one line}, and
+every error status is in the OpenAPI schema as ``ErrorResponse``), and the guards of limits.py (413 for a body
+over the limit before it is read; CORS only for the --cors origins).
 
     app, run = model_app(title, description, batcher, settings, model_info)
     @app.post("/v1/…")
@@ -8,6 +10,7 @@ the one way a bad request is answered (422 with one readable line).
 """
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -17,9 +20,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import AfterValidator, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+from starlette.exceptions import HTTPException
 
 from rosetta.server.batcher import Batcher
+from rosetta.server.limits import add_guards
 
 STATIC = Path(__file__).parent / "static"
 
@@ -32,22 +37,63 @@ class ModelFailed(Exception):
         self.message, self.status = message, status
 
 
+class ErrorResponse(BaseModel):
+    """Every error answer (4xx, 5xx): what was wrong, in one line."""
+
+    error: str = Field(description="what was wrong, and how to fix it when the client can")
+    detail: list[dict[str, Any]] | None = Field(None, description="a 422 of the request's checks: pydantic's "
+                                                                  "errors (loc, msg, type)")
+
+
+def error_responses(why: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for a route: an ``ErrorResponse`` body for each {status: description}."""
+    return {status: {"model": ErrorResponse, "description": text} for status, text in why.items()}
+
+
+# The errors any endpoint may answer (in the schema of every operation, so that /docs and a client know them).
+ERRORS = error_responses({
+    400: "the body could not be read (it is not UTF-8)",
+    413: "the body is over the server's limit (GET /v1/model lists the limits)",
+    422: "the request is not what the endpoint takes; the error says what is wrong",
+    500: "the model failed on this request; the server goes on",
+    504: "no answer within the server's timeout"})
+
+
+async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    """Starlette's own errors (an unknown path, a wrong method, a body FastAPI could not read) as
+    {"error": one line}, like every other error."""
+    where = f"{request.method} {request.url.path}"
+    message = {404: f"no {where} here; GET /v1/model lists this server's endpoints",
+               405: f"{where}: this path does not take {request.method}; GET /v1/model lists the endpoints"
+               }.get(exc.status_code, str(exc.detail))
+    if exc.__cause__ is not None:  # FastAPI's "There was an error parsing the body", and why
+        message = f"{message}: {type(exc.__cause__).__name__}: {exc.__cause__}; send UTF-8 JSON"
+    return JSONResponse({"error": message}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
 HINTS = {"too_long": "a server limit; GET /v1/model lists them",
          "string_too_long": "a server limit; GET /v1/model lists them"}
+
+
+def field_name(key: Any) -> str:
+    """A field's name as an error line shows it: as is, or quoted and escaped when it is empty, has spaces at
+    an end or a character that does not print (a client's key with a newline would break the one line)."""
+    text = str(key)
+    return text if text and text.isprintable() and text == text.strip() else json.dumps(text)
 
 
 def describe_errors(errors: list[dict[str, Any]]) -> str:
     """pydantic's error list as one line: "texts: List should have at most 64 items …; beam: …"."""
     parts = []
     for e in errors:
-        loc = [str(x) for x in e.get("loc", ())]
+        loc = list(e.get("loc", ()))
         if e.get("type") == "json_invalid":
             parts.append(f"the body is not valid JSON ({e.get('ctx', {}).get('error', e.get('msg'))})")
             continue
         if loc == ["body"] and e.get("type") == "missing":
             parts.append('empty body: send a JSON object, e.g. {"texts": ["Hello."]}')
             continue
-        where = ".".join(x for x in loc if x != "body") or "body"
+        where = ".".join(field_name(x) for x in (loc[1:] if loc[:1] == ["body"] else loc)) or "body"
         hint = f" — {HINTS[e['type']]}" if e.get("type") in HINTS else ""
         parts.append(f"{where}: {e.get('msg', 'invalid')}{hint}")
     return "; ".join(parts)
@@ -61,9 +107,9 @@ def not_blank(text: str) -> str:
 
 def text_field(max_chars: int, blank: bool = True) -> Any:
     """A request's text: a JSON string (strict: 3 is not a text) of at most ``max_chars`` characters;
-    ``blank=False`` also refuses an empty or all-space text."""
+    ``blank=False`` also refuses an empty or all-space text (the schema says so with a pattern: a non-space)."""
     text = Annotated[str, StringConstraints(strict=True, max_length=max_chars)]
-    return text if blank else Annotated[text, AfterValidator(not_blank)]
+    return text if blank else Annotated[text, AfterValidator(not_blank), Field(json_schema_extra={"pattern": r"\S"})]
 
 
 def endpoints(app: FastAPI) -> list[str]:
@@ -88,15 +134,20 @@ def rounded(maps: list, digits: int = 5) -> list:
 def model_app(title: str, description: str, batcher: Batcher, settings: Any,
               model_info: dict[str, Any]) -> tuple[FastAPI, Callable[[Future], Awaitable[Any]]]:
     """A FastAPI app whose model thread (``batcher``) stops at shutdown, with the routes every model has:
-    GET /v1/health (liveness and batching counts), GET /v1/model (``model_info``), GET / (the page) and
-    /static; and ``run(future)``, which awaits the batcher's work within ``settings.timeout_s``."""
+    GET /v1/health (liveness and batching counts), GET /v1/model (``model_info``, its "limits" with the body
+    limit), GET / (the page) and /static; and ``run(future)``, which awaits the batcher's work within
+    ``settings.timeout_s``. The body limit and CORS (``add_guards``) wrap every route."""
 
     async def lifespan(app: FastAPI):
         yield
         batcher.close()
 
-    app = FastAPI(title=title, version="1", lifespan=lifespan, description=description)
+    app = FastAPI(title=title, version="1", lifespan=lifespan, description=description, responses=ERRORS)
     app.state.settings, app.state.batcher = settings, batcher
+    app.add_exception_handler(HTTPException, http_error)
+    add_guards(app, settings)
+    if "limits" in model_info:
+        model_info = {**model_info, "limits": {"max_body_bytes": settings.max_body_bytes, **model_info["limits"]}}
 
     async def run(future: Future) -> Any:
         """Await a Batcher future without blocking the event loop; failures become ModelFailed."""
@@ -117,7 +168,8 @@ def model_app(title: str, description: str, batcher: Batcher, settings: Any,
         detail = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in errors]
         return JSONResponse({"error": describe_errors(errors), "detail": detail}, status_code=422)
 
-    @app.get("/v1/health", summary="Liveness and batching statistics")
+    @app.get("/v1/health", summary="Liveness and batching statistics",
+             responses={503: {"description": "the model thread stopped: the server cannot answer requests"}})
     async def health() -> JSONResponse:
         alive = batcher.thread.is_alive()
         return JSONResponse({"status": "ok" if alive else "model thread stopped", "batching": settings.batching,

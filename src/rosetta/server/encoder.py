@@ -35,8 +35,19 @@ class EmbedResponse(BaseModel):
     dim: int
 
 
+class TextPrediction(BaseModel):
+    label: str
+    probability: float
+    probabilities: dict[str, float] = Field(description="every label's probability")
+
+
 class ClassifyResponse(BaseModel):
-    predictions: list[dict[str, Any]] = Field(description='per text {"label", "probability", "probabilities"}')
+    predictions: list[TextPrediction] = Field(description="one per text, in order")
+
+
+class ClassifierAttentionResponse(TextPrediction):
+    tokens: list[str]
+    encoder: list[list[list[list[float]]]] = Field(description="per layer (H, T, T); row 0: what [CLS] attends to")
 
 
 def texts_request(name: str, settings, **more: Any) -> type[BaseModel]:
@@ -113,7 +124,7 @@ def add_classify_routes(app: FastAPI, run, batcher: Batcher, classifier: TextCla
         return JSONResponse({"predictions": await run(batcher.submit_batch("classify", body.texts))})
 
     @app.post("/v1/attention", summary="Classify one text and return its self-attention (layer × head × T × T); "
-                                       "row 0 is what [CLS] attends to")
+                                       "row 0 is what [CLS] attends to", response_model=ClassifierAttentionResponse)
     async def attention(body: AttentionRequest) -> JSONResponse:
         def work() -> dict[str, Any]:
             result = classifier.attention(body.text)

@@ -14,17 +14,26 @@ the same generator ``rosetta generate`` prints): each step is its own job, so co
 token by token and a classification or health check never waits for a whole generation. (Steps are not merged
 into one batched matrix product: prompts of different lengths and sampling settings would need padded caches.)
 The same ``seed`` gives the same text. A failure after the first line ends the stream with {"error": "…"}.
+
+A client that goes away stops its generation at once: its next step, already queued, is dropped unrun (the
+Batcher skips cancelled jobs) and the generator is closed on the model thread. A stream notices through
+Starlette, which listens for http.disconnect while it sends (ASGI servers of spec 2.3, uvicorn's) or gets
+an error at the next send (one token later); a stream=false request listens itself (``unless_client_leaves``).
+A client that reads slowly only pauses its own generation: the next step is asked for when the previous
+line has been handed to the server, and no step, lock or batch slot is held in between.
 """
 
+import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Literal
 
 import torch
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from rosetta.checkpoint import model_task
 from rosetta.decode.loading import LoadedModel
@@ -34,20 +43,71 @@ from rosetta.server.common import ModelFailed, head_importance, model_app, text_
 
 DEFAULT_NEW_TOKENS = 100
 DEFAULT_TEMPERATURE = 0.8
+MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes 64 bits
+
+
+class GenerateResponse(BaseModel):
+    """The answer of a request with "stream": false."""
+
+    text: str
+    tokens: int
+    stop: Literal["eos", "length"]
+
+
+# "stream": true (the default) answers NDJSON instead: documented as the 200's second content type.
+STREAMED = {200: {"content": {"application/x-ndjson": {"schema": {
+    "type": "string", "description": 'one JSON object a line: {"id", "text"} per token, then {"done": true, "text", '
+                                     '"tokens", "stop"}, or {"error"} if the model failed after the first line'}}}}}
 
 
 def generate_request(settings):
-    """The /v1/generate body, with the limits of ``settings`` (strict types: "5" is not a number of tokens)."""
+    """The /v1/generate body, with the limits of ``settings`` (strict types: "5" is not a number of tokens, true
+    is not a temperature; 1 is a float)."""
     return create_model(
         "GenerateRequest", __config__=ConfigDict(extra="forbid"),
         prompt=(text_field(settings.max_chars), Field(description="text to continue; empty: start from <s>")),
         max_new_tokens=(int, Field(DEFAULT_NEW_TOKENS, strict=True, ge=0, le=settings.max_new_tokens)),
-        temperature=(float, Field(DEFAULT_TEMPERATURE, ge=0, le=100, description="0: greedy")),
+        temperature=(float, Field(DEFAULT_TEMPERATURE, strict=True, ge=0, le=100, description="0: greedy")),
         top_k=(int | None, Field(None, strict=True, ge=1, description="sample among the k most likely")),
-        top_p=(float | None, Field(None, gt=0, le=1, description="nucleus: the smallest set of mass ≥ p")),
-        seed=(int | None, Field(None, strict=True, ge=0, description="the same seed gives the same text")),
+        top_p=(float | None, Field(None, strict=True, gt=0, le=1,
+                                   description="nucleus: the smallest set of mass ≥ p")),
+        seed=(int | None, Field(None, strict=True, ge=0, le=MAX_SEED, description="the same seed gives the same text")),
         stream=(bool, Field(True, strict=True, description="NDJSON lines, one per token")),
     )
+
+
+class ClosingStreamingResponse(StreamingResponse):
+    """A StreamingResponse that closes its line generator however the response ends. When the client leaves
+    while a line is being sent, the generator is left suspended at its ``yield``; closing it here runs its
+    cleanup (closing the token generator on the model thread) now, not whenever the garbage collector
+    gets to it."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()
+
+
+async def unless_client_leaves(request: Request, work: Coroutine) -> tuple[bool, Any]:
+    """Await ``work`` while listening for the client: (True, its result), or (False, None) when the client
+    disconnected first (``work`` is then cancelled, so its queued model steps are dropped)."""
+    async def gone() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    task, watcher = asyncio.ensure_future(work), asyncio.ensure_future(gone())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:  # also when this request is itself cancelled
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+    if task.cancelled() or not task.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await task  # let its cleanup run
+        return False, None
+    return True, task.result()
 
 
 def create_lm_app(loaded: LoadedModel, settings) -> FastAPI:
@@ -84,28 +144,36 @@ def create_lm_app(loaded: LoadedModel, settings) -> FastAPI:
         finally:  # also when the client went away: the generator is closed on the model thread
             batcher.submit_call(steps.close)
 
-    @app.post("/v1/generate", summary="Continue a prompt; streamed as NDJSON lines, one per token")
-    async def generate(body: GenerateRequest):
+    @app.post("/v1/generate", summary="Continue a prompt; streamed as NDJSON lines, one per token",
+              response_model=GenerateResponse, responses=STREAMED)
+    async def generate(body: GenerateRequest, request: Request):
         def last(ids: list[int]) -> dict[str, Any]:
             return {"text": tokenizer.decode(ids), "tokens": len(ids),
                     "stop": "length" if len(ids) >= body.max_new_tokens else "eos"}
 
-        steps = await run(batcher.submit_call(lambda: start(body)))
         if not body.stream:
-            ids = [token async for token, _ in tokens(steps)]
-            return JSONResponse(last(ids))
+            async def whole() -> list[int]:
+                steps = await run(batcher.submit_call(lambda: start(body)))
+                return [token async for token, _ in tokens(steps)]
+
+            stayed, ids = await unless_client_leaves(request, whole())
+            # 499 (nginx's "client closed request"): nobody reads it, but the access log shows what happened
+            return JSONResponse(last(ids)) if stayed else JSONResponse({"error": "the client left"}, 499)
+
+        steps = await run(batcher.submit_call(lambda: start(body)))
 
         async def lines() -> AsyncIterator[str]:
             ids: list[int] = []
             try:
-                async for token, piece in tokens(steps):
-                    ids.append(token)
-                    yield json.dumps({"id": token, "text": piece}, ensure_ascii=False) + "\n"
+                async with contextlib.aclosing(tokens(steps)) as pieces:
+                    async for token, piece in pieces:
+                        ids.append(token)
+                        yield json.dumps({"id": token, "text": piece}, ensure_ascii=False) + "\n"
             except ModelFailed as e:
                 yield json.dumps({"error": e.message}, ensure_ascii=False) + "\n"
                 return
             yield json.dumps({"done": True, **last(ids)}, ensure_ascii=False) + "\n"
 
-        return StreamingResponse(lines(), media_type="application/x-ndjson")
+        return ClosingStreamingResponse(lines(), media_type="application/x-ndjson")
 
     return app

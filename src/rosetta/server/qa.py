@@ -35,6 +35,15 @@ class AnswerResponse(BaseModel):
     end: int = Field(description="one past its last character")
 
 
+class AnswerAttentionResponse(BaseModel):
+    tokens: list[str] = Field(description="the window's tokens")
+    question: list[int] = Field(min_length=2, max_length=2, description="[first, last) of the question's tokens")
+    context: list[int] = Field(min_length=2, max_length=2,
+                               description="[first, last) of the context's tokens in this window")
+    windows: int = Field(description="how many windows the context is cut into")
+    question_to_context: list[list[list[list[float]]]] = Field(description="per layer (H, Q, C)")
+
+
 def qa_requests(settings) -> tuple[type[BaseModel], type[BaseModel]]:
     forbid = ConfigDict(extra="forbid")
     pair = dict(question=(text_field(settings.max_chars, blank=False), Field(description="the question")),
@@ -72,7 +81,8 @@ def add_answer_routes(app: FastAPI, run, batcher: Batcher, loaded: LoadedModel, 
                                                max_answer_len=body.max_answer_len))
         return JSONResponse(found[0])
 
-    @app.post("/v1/attention", summary="The question → context attention of every layer and head (one window)")
+    @app.post("/v1/attention", summary="The question → context attention of every layer and head (one window)",
+              response_model=AnswerAttentionResponse)
     async def attention(body: AttentionRequest) -> JSONResponse:
         def work() -> dict[str, Any]:
             windows = len(answerer.windows([body.question], [body.context]))

@@ -28,14 +28,16 @@ import json
 import re
 from dataclasses import asdict
 from email.message import Message
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from rosetta.decode.vision import ImageClassifier, PictureError, PictureTooLarge
 from rosetta.server.batcher import Batcher
-from rosetta.server.common import model_app, rounded
+from rosetta.server.common import error_responses, field_name, model_app, rounded
+from rosetta.server.limits import picture_body_bytes
 from rosetta.view.rollout import cls_attention_grids, cls_rollout
 
 DEFAULT_TOP_K = 5
@@ -53,25 +55,19 @@ class BadRequest(Exception):
         self.status, self.message = status, message
 
 
-def body_limit(max_image_bytes: int) -> int:
-    """Most bytes a request body may have: a picture of ``max_image_bytes`` as base64 (4/3 as long), plus
-    room for the JSON or multipart around it."""
-    return max_image_bytes * 4 // 3 + 64 * 1024
-
-
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it passes ``limit`` bytes (the declared Content-Length
     is checked first, so a large upload is not even read)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise BadRequest(413, f"the request has {int(declared):,} bytes; the server accepts at most {limit:,} "
-                              "(Settings.max_image_bytes; GET /v1/model lists the limits)")
+                              "(--max-image-bytes; GET /v1/model lists the limits)")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
             raise BadRequest(413, f"the request is over the server's limit of {limit:,} bytes "
-                                  "(Settings.max_image_bytes; GET /v1/model lists the limits)")
+                                  "(--max-image-bytes; GET /v1/model lists the limits)")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -104,7 +100,7 @@ def decode_base64(text: str) -> bytes:
 
 
 def parse_multipart(body: bytes, content_type: str) -> dict[str, bytes]:
-    """The fields of a multipart/form-data body (RFC 7578): name → content bytes (the first of each name).
+    """The fields of a multipart/form-data body (RFC 7578): name → content bytes (a repeated name is a 422).
 
     The body is split on the boundary (which by construction occurs nowhere else); each part is headers, an
     empty line, the content. Only Content-Disposition's ``name`` is read."""
@@ -130,7 +126,9 @@ def parse_multipart(body: bytes, content_type: str) -> dict[str, bytes]:
                 disposition["content-disposition"] = value.strip()
         name = disposition.get_param("name", header="content-disposition")
         if isinstance(name, str):
-            fields.setdefault(name, content.removesuffix(b"\r\n"))
+            if name in fields:  # which one was meant? (a list sent as a form repeats its field)
+                raise BadRequest(422, f"{field_name(name)}: the form has this field more than once; send it once")
+            fields[name] = content.removesuffix(b"\r\n")
     return fields
 
 
@@ -140,7 +138,7 @@ async def read_picture(request: Request, max_image_bytes: int) -> tuple[bytes, i
     kind = content_type.split(";")[0].strip().lower()
     if kind not in ("application/json", "multipart/form-data", *IMAGE_TYPES):
         raise BadRequest(415, f"Content-Type {kind!r} is not accepted: {HOW}")
-    body = await read_body(request, body_limit(max_image_bytes))
+    body = await read_body(request, picture_body_bytes(max_image_bytes))
     top_k: Any = request.query_params.get("top_k", DEFAULT_TOP_K)
     from_text = True  # the query string and form fields are text; JSON has numbers
     if kind in IMAGE_TYPES:
@@ -149,7 +147,9 @@ async def read_picture(request: Request, max_image_bytes: int) -> tuple[bytes, i
         fields = parse_multipart(body, content_type)
         if "image" not in fields:
             raise BadRequest(422, f"image: Field required (the form has {sorted(fields) or 'no fields'}); {HOW}")
-        picture, top_k = fields["image"], fields.get("top_k", b"").decode("latin-1") or top_k
+        picture = fields["image"]
+        if "top_k" in fields:  # an empty field is not a number either (422), as in JSON
+            top_k = fields["top_k"].decode("latin-1")
     else:
         if not body.strip():
             raise BadRequest(422, f"empty body: {HOW}")
@@ -163,7 +163,8 @@ async def read_picture(request: Request, max_image_bytes: int) -> tuple[bytes, i
             raise BadRequest(422, f"the body should be a JSON object, got {type(data).__name__}; {HOW}")
         extra = sorted(set(data) - {"image", "top_k"})
         if extra:
-            raise BadRequest(422, f"{', '.join(extra)}: Extra inputs are not permitted (fields: image, top_k)")
+            raise BadRequest(422, f"{', '.join(map(field_name, extra))}: Extra inputs are not permitted "
+                                  "(fields: image, top_k)")
         if "image" not in data:
             raise BadRequest(422, f"image: Field required; {HOW}")
         if not isinstance(data["image"], str):
@@ -175,8 +176,26 @@ async def read_picture(request: Request, max_image_bytes: int) -> tuple[bytes, i
         raise BadRequest(422, "image: empty; send a PNG or JPEG picture")
     if len(picture) > max_image_bytes:
         raise BadRequest(413, f"the picture has {len(picture):,} bytes; the server accepts at most "
-                              f"{max_image_bytes:,} (Settings.max_image_bytes)")
+                              f"{max_image_bytes:,} (--max-image-bytes)")
     return picture, parse_top_k(top_k, from_text)
+
+
+# An 8 × 8 black PNG: the schema's example (/docs sends it with "Try it out"; so does a schema-driven fuzzer).
+EXAMPLE_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAAAAADhZOFXAAAADElEQVR42mNgoA4AAABIAAEQRe/SAAAAAElFTkSuQmCC"
+
+
+class PictureAttention(BaseModel):
+    rollout: list[list[float]] = Field(description="g × g: the attention rollout over the patches")
+    layers: list[list[list[list[float]]]] = Field(description="[layer][head] g × g: [CLS] → patch weights")
+
+
+class PictureResponse(BaseModel):
+    label: str
+    probability: float
+    top: list[Annotated[list[str | float], Field(min_length=2, max_length=2)]] = Field(
+        description="[label, probability] pairs, most likely first")
+    attention: PictureAttention
+    grid: int = Field(description="g: patches per side")
 
 
 def classify_openapi() -> dict[str, Any]:
@@ -186,7 +205,8 @@ def classify_openapi() -> dict[str, Any]:
         "application/json": {"schema": {"type": "object", "required": ["image"], "additionalProperties": False,
                                         "properties": {"image": {"type": "string", "description":
                                                                  "base64 PNG/JPEG, or a data: URL"},
-                                                       "top_k": top_k}}},
+                                                       "top_k": top_k}},
+                             "example": {"image": f"data:image/png;base64,{EXAMPLE_PNG}", "top_k": 3}},
         "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
             "image": {"type": "string", "format": "binary"}, "top_k": top_k}}},
         "image/png": {"schema": {"type": "string", "format": "binary"}},
@@ -213,7 +233,8 @@ def create_vision_app(model, settings) -> FastAPI:
         "corpus": classifier.info.get("corpus"),
         "invert": classifier.invert,
         "parameters": classifier.model.num_parameters(),
-        "limits": {**limits, "max_body_bytes": body_limit(settings.max_image_bytes)},
+        "limits": {**limits,  # a picture's body is refused at the smaller of the two limits
+                   "max_body_bytes": min(settings.max_body_bytes, picture_body_bytes(settings.max_image_bytes))},
     }
 
     app, run = model_app("Rosetta image classification server",
@@ -226,7 +247,8 @@ def create_vision_app(model, settings) -> FastAPI:
         return JSONResponse({"error": exc.message}, status_code=exc.status)
 
     @app.post("/v1/classify", summary="Classify a picture; the [CLS] attention of every layer and head, and "
-              "the rollout, as patch grids", openapi_extra=classify_openapi())
+              "the rollout, as patch grids", openapi_extra=classify_openapi(), response_model=PictureResponse,
+              responses=error_responses({415: "not a picture, or a Content-Type this endpoint does not take"}))
     async def classify(request: Request) -> JSONResponse:
         picture, top_k = await read_picture(request, settings.max_image_bytes)
         try:  # decoding and resizing take a while for a large photo: off the event loop
