@@ -46,37 +46,42 @@ PRECISION_HELP = ("Decoding precision: fp32, bf16 (bf16 weights: faster where th
 def load_translator(model: Path, device: str = "cpu", int8: bool = False, precision: str = "fp32",
                     sentences: int = 64, beam: int | None = None):
     """``rosetta.load`` with its errors turned into a clear message and exit code 2. ``sentences`` per batch
-    and ``beam`` (None: the model's) size a decoding step, for ``precision auto``."""
+    and ``beam`` (None: the model's) size a decoding step, for ``precision auto``. A broken model folder is a
+    ``CheckpointError`` (a RuntimeError) whose one line names the file and the fix."""
+    from rosetta.decode.folder import one_line
     from rosetta.decode.translator import load
 
     try:
         return load(model, device=device, int8=int8, precision=precision, sentences=sentences, beam=beam)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
-        fail(str(e))
+        fail(one_line(e))
 
 
 def load_model(model: Path, device: str = "cpu"):
-    """A model of any family (``rosetta.decode.loading.load_any``), or a clear message and exit code 2."""
+    """A model of any family (``rosetta.decode.loading.load_any``), or a clear message and exit code 2 (a broken
+    folder: ``CheckpointError``, one line naming the file and the fix)."""
     from rosetta.checkpoint import CheckpointError
+    from rosetta.decode.folder import one_line
     from rosetta.decode.loading import load_any
 
     try:
         return load_any(model, device=device)
     except (ValueError, FileNotFoundError, CheckpointError) as e:
-        fail(str(e))
+        fail(one_line(e))
 
 
 def model_family(model: Path) -> str | None:
     """The family of the model in ``model``, read from its config.json without loading any weights: a Rosetta
     model, checkpoint or run directory says it ("translation" when it names none), a Hugging Face directory or
-    the pretrained name is an "encoder". None when there is no readable config (a wrong path): the loader then
-    says why it cannot load it."""
+    the pretrained name is an "encoder". None when there is no readable config (a wrong path) or it names no
+    known family: the loader then says why it cannot load it."""
     from rosetta import checkpoint as ckpt
     from rosetta.models.pretrained import MINILM_NAMES, is_huggingface_dir
 
     if str(model).lower() in MINILM_NAMES or is_huggingface_dir(model):
         return "encoder"
     try:
-        return ckpt.read_config(ckpt.resolve_model_dir(model)).get("family", "translation")
+        family = ckpt.read_config(ckpt.resolve_model_dir(model)).get("family", "translation")
     except (ckpt.CheckpointError, OSError, ValueError):
         return None
+    return family if isinstance(family, str) and family in ckpt.TASKS else None

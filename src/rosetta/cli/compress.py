@@ -89,6 +89,7 @@ def distill(
     """Sequence-level knowledge distillation (Kim & Rush, 2016): the teacher translates the recipe's training
     sources (cached in OUT/teacher, resumable), then the recipe's student trains on those translations."""
     from rosetta import checkpoint as ckpt
+    from rosetta.compress.distill import CACHE_DIR
     from rosetta.compress.distill import distill as run_distillation
     from rosetta.train import load_recipe
 
@@ -100,8 +101,8 @@ def distill(
         rcp = load_recipe(recipe, set_)
         if rcp.data.task != "translation":
             fail(f"distillation trains a translation student; the recipe's task is {rcp.data.task!r}")
-        if resume and not ckpt.has_checkpoint(out):
-            fail(f"--resume: {out} has no checkpoint to resume from")
+        if resume and not ckpt.has_checkpoint(out) and not (out / CACHE_DIR).is_dir():  # killed while translating
+            fail(f"--resume: {out} has no checkpoint nor teacher translations to resume from")
         final = run_distillation(teacher, rcp, out, word_kd, beam, chunk_size, data_dir, resume, quiet, progress)
     except (ValueError, FileNotFoundError, ckpt.CheckpointError) as e:
         fail(str(e))

@@ -33,7 +33,10 @@ def train(
         task = build_task(rcp, data_dir=data_dir, run_dir=out, resume=resume)
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
-    final = Trainer(rcp, task, out, progress=not quiet).fit(resume=resume)
+    try:
+        final = Trainer(rcp, task, out, progress=not quiet).fit(resume=resume)
+    except ckpt.CheckpointError as e:  # a damaged checkpoint to resume from, or a full disk while saving one
+        fail(str(e), code=1 if isinstance(e, ckpt.CheckpointWriteError) else 2)
     typer.echo(f"model saved to {final}")
 
 
@@ -137,13 +140,16 @@ def info(directory: Path = typer.Argument(..., help="Model, checkpoint or run di
         meta = ckpt.read_config(path)
     except (ValueError, RuntimeError) as e:
         fail(str(e))
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     if meta.get("format", "pytorch") != "pytorch":  # rosetta export: the engine's files, no safetensors
         n_params = f"{meta['format']} export of {meta.get('exported_from')}"
     else:
-        with safe_open(str(path / ckpt.MODEL_FILE), "pt") as f:
-            n_params = f"{sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys()):,}"
+        try:
+            with safe_open(str(path / ckpt.MODEL_FILE), "pt") as f:
+                n_params = f"{sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys()):,}"
+        except (SafetensorError, OSError) as e:
+            fail(f"{path / ckpt.MODEL_FILE} cannot be read ({e}); copy the model folder again")
     typer.echo(f"model: {path}")
     typer.echo(f"family: {meta.get('family', 'translation')}  parameters: {n_params}")
     typer.echo(json.dumps({k: v for k, v in meta.items()}, indent=2, ensure_ascii=False))

@@ -7,8 +7,8 @@
                      at every target position,  L = L_NLL + α · Σ_t KL(p_T(· | y<t, x) ‖ p_S(· | y<t, x))
 
 Translating the training set is the long part, so it is cached in chunks under OUT/teacher/: each chunk file
-is written atomically (a run killed at any moment loses no finished chunk) and carries the sha256 of its
-sources, so a rerun translates only what is missing, then writes OUT/teacher/translations.txt (one line a
+is written atomically (a run killed at any moment, even by ``kill -9``, loses no finished chunk) and carries the
+sha256 of its sources, so a rerun translates only what is missing, then writes OUT/teacher/translations.txt (one line a
 source). meta.json records the teacher (its weights' sha256) and the beam: a cache made by another teacher is
 refused, not mixed in.
 
@@ -92,6 +92,7 @@ def teacher_translations(sources: Sequence[str], translate: Callable[[list[str]]
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
+    ckpt.remove_leftovers(cache_dir)  # a chunk file half written when a run was killed
     _check_meta(cache_dir, {**(meta or {}), "chunk_size": chunk_size, "sources": len(sources),
                             "sources_sha256": _sha256(sources)})
     out: list[str] = []

@@ -20,17 +20,15 @@ import tempfile
 from pathlib import Path
 
 from rosetta import checkpoint as ckpt
-from rosetta.data.tokenizer import load_tokenizers, save_tokenizers
+from rosetta.data.tokenizer import save_tokenizers
 from rosetta.decode.engines import CT2_DIR, FORMATS
+from rosetta.decode.folder import build, model_config, open_folder, read_tokenizers
 from rosetta.models.transformer import Transformer
-from rosetta.nn.config import ModelConfig
 
 
 def load_source(model_dir: str | Path) -> tuple[Path, dict, Transformer]:
     """(model directory, its config.json, the ``Transformer`` in eval mode) of a trained translation model."""
-    path = ckpt.resolve_model_dir(model_dir)
-    ckpt.verify_checkpoint(path)
-    info = ckpt.read_config(path)
+    path, info = open_folder(model_dir)  # a broken folder: CheckpointError, one line naming the file
     family = info.get("family", "translation")
     if family != "translation":
         raise ValueError(f"{path} holds a {family!r} model; export takes encoder–decoder (translation, "
@@ -38,7 +36,8 @@ def load_source(model_dir: str | Path) -> tuple[Path, dict, Transformer]:
     if info.get("format", "pytorch") != "pytorch":
         raise ValueError(f"{path} is already a {info['format']} export; export the model it came from "
                          f"({info.get('exported_from')})")
-    model = Transformer(ModelConfig.from_dict(info["model"]))
+    config = model_config(path, info)
+    model = build(path, lambda: Transformer(config))
     ckpt.load_weights(path, model, "cpu")
     return path, info, model.eval()
 
@@ -54,7 +53,7 @@ def export_model(model_dir: str | Path, out: str | Path, fmt: str, quantization:
     out = Path(out)
     _check_target(out)
     path, info, model = load_source(model_dir)
-    src_tok, tgt_tok = load_tokenizers(path)
+    src_tok, tgt_tok = read_tokenizers(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:

@@ -112,8 +112,9 @@ class OnnxTransformer(_NoAttention):
         (memory,) = self.sessions["encoder"].run(None, {"src_ids": src_ids.cpu().numpy()})
         return torch.from_numpy(memory), padding_mask(src_ids, self.config.pad_id), []
 
-    def start_decoding(self, memory: torch.Tensor, memory_mask: torch.Tensor) -> OnnxState:
-        """Cross-attention keys/values of every decoder layer, once; empty self-attention caches."""
+    def start_decoding(self, memory: torch.Tensor, memory_mask: torch.Tensor, src_ids=None) -> OnnxState:
+        """Cross-attention keys/values of every decoder layer, once; empty self-attention caches (``src_ids``:
+        the searches pass them for a copy model; an exported model has no copy gate)."""
         cross = self.sessions["cross_kv"].run(None, {"memory": memory.numpy()})
         n, config = memory.shape[0], self.config
         heads = [config.attention_heads("decoder", i) for i in range(config.n_decoder_layers)]  # pruned: differ
@@ -169,24 +170,42 @@ class CT2Engine(_NoAttention):
         return [[self.tgt_tok.token_to_id(t) for t in r.hypotheses[0]][:limit] for r, limit in zip(results, limits)]
 
 
+def engine_files(path: Path, fmt: str) -> list[Path]:
+    """The files the engine of a ``fmt`` export in ``path`` opens (CTranslate2's folder: its model.bin)."""
+    if fmt == "onnx":
+        return [path / file for file in ONNX_FILES.values()]
+    return [path / CT2_DIR / "model.bin"]
+
+
 def load_exported(path: Path, info: dict[str, Any], device: str | torch.device = "cpu", int8: bool = False,
                   threads: int | None = None):
-    """A ``Translator`` over the exported model in ``path`` (its config.json is ``info``)."""
-    from rosetta.data.tokenizer import load_tokenizers
+    """A ``Translator`` over the exported model in ``path`` (its config.json is ``info``, checked by
+    ``rosetta.decode.folder.open_folder``); a missing or unreadable engine file is a ``CheckpointError``."""
+    from rosetta.checkpoint import CheckpointError
+    from rosetta.decode.folder import model_config, one_line, read_tokenizers
     from rosetta.decode.translator import CT2Translator, Translator
 
     fmt, device = info.get("format"), torch.device(device)
     if fmt not in FORMATS:
-        raise ValueError(f"{path}: config.json says format {fmt!r}; known export formats: {', '.join(FORMATS)}")
-    config = ModelConfig.from_dict(info["model"])
-    src_tok, tgt_tok = load_tokenizers(path)
-    if fmt == "onnx":
-        if device.type != "cpu":
-            raise ValueError(f"{path} is an ONNX export, run by ONNX Runtime on the CPU; use --device cpu")
-        if int8:
-            raise ValueError(f"{path} is an ONNX export: int8 is chosen when exporting "
-                             "(rosetta export --format onnx --int8), not when loading; drop --int8")
-        return Translator(OnnxTransformer(path, config, info, threads), src_tok, tgt_tok, info, device)
-    compute_type = "int8" if int8 else "default"  # default: as stored (export --quantization)
-    engine = CT2Engine(path, config, info, src_tok, tgt_tok, device.type, compute_type, threads)
+        raise CheckpointError(f"{path / 'config.json'} says format {fmt!r}; known export formats: "
+                              f"{', '.join(FORMATS)} (or none: a PyTorch model)")
+    config = model_config(path, info)
+    src_tok, tgt_tok = read_tokenizers(path)
+    if fmt == "onnx" and device.type != "cpu":
+        raise ValueError(f"{path} is an ONNX export, run by ONNX Runtime on the CPU; use --device cpu")
+    if fmt == "onnx" and int8:
+        raise ValueError(f"{path} is an ONNX export: int8 is chosen when exporting "
+                         "(rosetta export --format onnx --int8), not when loading; drop --int8")
+    again = f"export the model again (rosetta export --model {info.get('exported_from') or 'MODEL'} --format {fmt})"
+    for file in engine_files(path, fmt):
+        if not file.is_file():
+            raise CheckpointError(f"{file} is missing: a {fmt} export needs it; {again}")
+    try:
+        if fmt == "onnx":
+            return Translator(OnnxTransformer(path, config, info, threads), src_tok, tgt_tok, info, device)
+        compute_type = "int8" if int8 else "default"  # default: as stored (export --quantization)
+        engine = CT2Engine(path, config, info, src_tok, tgt_tok, device.type, compute_type, threads)
+    except Exception as e:  # ONNX Runtime and CTranslate2 raise their own types for a file they cannot read
+        raise CheckpointError(f"{path}: {fmt} cannot load it ({one_line(e)}); if its files are damaged, {again}"
+                              ) from None
     return CT2Translator(engine, src_tok, tgt_tok, info, device)

@@ -26,20 +26,22 @@ import torch
 from torch import nn
 
 from rosetta import checkpoint as ckpt
+from rosetta.checkpoint import CheckpointError
 from rosetta.data.batching import pad
 from rosetta.data.tokenizer import Tokenizer, encode_texts
-from rosetta.decode.translator import load
+from rosetta.decode.folder import build, image_spec, model_config, one_line, open_folder, read_tokenizer
+from rosetta.decode.translator import translator_from_folder
 from rosetta.models.encoder import EncoderModel, mean_pool
 from rosetta.models.lm import LanguageModel
 from rosetta.models.pretrained import (
     MINILM_NAMES,
+    PretrainedError,
     is_huggingface_dir,
     load_pretrained,
     load_tokenizer,
     resolve_pretrained,
 )
-from rosetta.models.vit import ImageSpec, ViT
-from rosetta.nn.config import ModelConfig
+from rosetta.models.vit import ViT
 
 FAMILIES = ("translation", "lm", "encoder", "vit")
 
@@ -64,46 +66,64 @@ class LoadedModel:
 
 def load_any(directory: str | Path, device: str | torch.device = "cpu", *, image_size: int | None = None
              ) -> LoadedModel:
-    """Load a model of any family (see the module docstring); errors name the file and what was expected.
+    """Load a model of any family (see the module docstring). A broken folder raises ``CheckpointError`` with one
+    line naming the file and the fix (``rosetta.decode.folder``); the model is returned only when all of it read.
 
     ``image_size`` (ViT only): read images of this size instead of the trained one; the learned positions are
     interpolated to the new patch grid (``ViT.resize_positions``) and ``info["image"]`` says the new size."""
     device = torch.device(device)
-    if image_size is not None and str(directory).lower() not in MINILM_NAMES and not is_huggingface_dir(directory):
-        family = ckpt.read_config(ckpt.resolve_model_dir(directory)).get("family", "translation")
-        if family != "vit":
-            raise ValueError(f"image_size is for ViT models; {directory} holds a {family!r} model")
     if str(directory).lower() in MINILM_NAMES or is_huggingface_dir(directory):
-        path = resolve_pretrained(directory)
-        model = load_pretrained(path)
-        info = {"family": "encoder", "source": "huggingface", "model": model.config.to_dict(),
-                "tokenizer": "pretrained", "path": str(path)}
-        return LoadedModel("encoder", model.to(device).eval(), load_tokenizer(path), info)
-
-    path = ckpt.resolve_model_dir(directory)
-    ckpt.verify_checkpoint(path)
-    info = {**ckpt.read_config(path), "path": str(path)}
+        if image_size is not None:
+            raise ValueError(f"image_size is for ViT models; {directory} holds a Hugging Face encoder")
+        return load_huggingface(directory, device)
+    path, info = open_folder(directory)
     family = info.get("family", "translation")
+    if image_size is not None and family != "vit":
+        raise ValueError(f"image_size is for ViT models; {directory} holds a {family!r} model")
     if family == "translation":
-        translator = load(path, device=device)
-        return LoadedModel(family, translator.model, translator.src_tokenizer, info, translator.tgt_tokenizer)
-    config = ModelConfig.from_dict(info["model"])
-    if family == "lm":
-        model: nn.Module = LanguageModel(config)
-        tokenizer: Any = Tokenizer.load(path)
-    elif family == "encoder":
-        model = EncoderModel(config, num_labels=info.get("num_labels", 0), pooler=info.get("pooler", False),
-                             span_head=info.get("task") == "qa", mlm_head=info.get("mlm_head", False))
-        tokenizer = load_text_tokenizer(path, info)
-    elif family == "vit":
-        model, tokenizer = ViT(config, ImageSpec.from_dict(info["image"]), info["num_labels"]), None
-    else:
-        raise ValueError(f"{path}: unknown model family {family!r}; known: {', '.join(FAMILIES)}")
+        translator = translator_from_folder(path, info, device=device)
+        return LoadedModel(family, translator.model, translator.src_tokenizer, {**info, "path": str(path)},
+                           translator.tgt_tokenizer)
+    info = {**info, "path": str(path)}
+    model, tokenizer = _fresh_model(path, info, family)
     ckpt.load_weights(path, model, "cpu")
     if family == "vit" and image_size is not None:
         model.resize_positions(image_size)
         info = {**info, "image": model.image.to_dict(), "model": model.config.to_dict()}
     return LoadedModel(family, model.to(device).eval(), tokenizer, info)
+
+
+def _fresh_model(path: Path, info: dict[str, Any], family: str) -> tuple[nn.Module, Any]:
+    """(the untrained model config.json describes, its tokenizer) for the lm, encoder and vit families."""
+    config = model_config(path, info)
+    if family == "lm":
+        return build(path, lambda: LanguageModel(config)), read_tokenizer(path, lambda: Tokenizer.load(path))
+    if family == "encoder":
+        model = build(path, lambda: EncoderModel(config, num_labels=info.get("num_labels", 0),
+                                                 pooler=info.get("pooler", False), span_head=info.get("task") == "qa",
+                                                 mlm_head=info.get("mlm_head", False)))
+        return model, read_tokenizer(path, lambda: load_text_tokenizer(path, info))
+    image = image_spec(path, info)
+    return build(path, lambda: ViT(config, image, info["num_labels"])), None
+
+
+def load_huggingface(directory: str | Path, device: torch.device) -> LoadedModel:
+    """A Hugging Face BERT folder (or all-MiniLM-L6-v2) as an encoder. As for Rosetta's folders, whatever keeps
+    it from loading is a ``CheckpointError`` naming the folder: pickle-only weights, a missing or damaged file,
+    an architecture or weights ``load_pretrained`` does not take."""
+    path = resolve_pretrained(directory)
+    ckpt.refuse_pickle(path)
+    try:
+        model = load_pretrained(path)
+        tokenizer = load_tokenizer(path)
+    except (FileNotFoundError, PretrainedError) as e:  # their messages name the file and what is wrong
+        raise CheckpointError(one_line(e)) from e
+    except Exception as e:  # safetensors, json and tokenizers raise their own types for a damaged file
+        raise CheckpointError(f"{path}: cannot read this Hugging Face model ({one_line(e)}); copy the folder again"
+                              ) from e
+    info = {"family": "encoder", "source": "huggingface", "model": model.config.to_dict(),
+            "tokenizer": "pretrained", "path": str(path)}
+    return LoadedModel("encoder", model.to(device).eval(), tokenizer, info)
 
 
 def load_text_tokenizer(directory: Path, info: dict[str, Any]):

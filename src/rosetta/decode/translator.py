@@ -13,10 +13,10 @@ import torch
 
 from rosetta import checkpoint as ckpt
 from rosetta.data.batching import pad
-from rosetta.data.tokenizer import load_tokenizers
 from rosetta.decode.allocator import keep_freed_memory
 from rosetta.decode.beam import beam_search
 from rosetta.decode.defaults import DecodeOptions, max_source_tokens
+from rosetta.decode.folder import build, decode_options, model_config, open_folder, read_tokenizers
 from rosetta.decode.precision import for_inference, resolve_inference_precision
 from rosetta.decode.search import greedy_search, output_limits
 from rosetta.models.transformer import Transformer
@@ -125,24 +125,35 @@ def load(directory: str | Path, device: str | torch.device = "cpu", int8: bool =
 
     ``precision``: fp32, bf16, int8 or auto (``rosetta.decode.precision``; ``int8=True`` is precision int8);
     auto decides with the rows a decoding step will hold: ``sentences`` per batch (64: a batch job's; a server
-    answering one request: 1) × ``beam`` (default: the model's own)."""
-    path = ckpt.resolve_model_dir(directory)
-    ckpt.verify_checkpoint(path)
-    info = ckpt.read_config(path)
+    answering one request: 1) × ``beam`` (default: the model's own).
+
+    A broken folder (missing, truncated or corrupt files, a config.json that does not fit the weights, no
+    tokenizer, pickle weights) raises ``CheckpointError`` with one line naming the file and the fix
+    (``rosetta.decode.folder``)."""
+    path, info = open_folder(directory)
+    return translator_from_folder(path, info, device, int8, threads, precision, sentences, beam)
+
+
+def translator_from_folder(path: Path, info: dict[str, Any], device: str | torch.device = "cpu", int8: bool = False,
+                           threads: int | None = None, precision: str = "fp32", sentences: int = 64,
+                           beam: int | None = None) -> Translator:
+    """``load`` of a folder ``open_folder`` has checked (``info``: its config.json): a fresh model, returned only
+    when its weights and tokenizers are all read."""
     family = info.get("family", "translation")
     if family != "translation":
         raise ValueError(f"{path} holds a {family!r} model; rosetta.load() loads translation models")
+    options = decode_options(path, info)
     if info.get("format", "pytorch") != "pytorch":
         from rosetta.decode.engines import load_exported
 
         return load_exported(path, info, device, int8 or precision == "int8", threads)
     keep_freed_memory()  # this process decodes: reuse freed blocks instead of faulting in new pages each step
-    config = ModelConfig.from_dict(info["model"])
-    model = Transformer(config)
+    config = model_config(path, info)
+    model = build(path, lambda: Transformer(config))
+    src_tok, tgt_tok = read_tokenizers(path)
     ckpt.load_weights(path, model, "cpu")
-    src_tok, tgt_tok = load_tokenizers(path)
     device = torch.device(device)
-    rows = sentences * (beam or DecodeOptions.from_dict(info.get("decode")).beam)
+    rows = sentences * (beam or options.beam)
     precision = resolve_inference_precision("int8" if int8 else precision, device, rows)
     model = for_inference(model.to(device).eval(), precision)
     translator = Translator(model, src_tok, tgt_tok, info, device)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,9 @@ class ModelConfig:
     {"encoder": [4, 2, 3], "decoder": [4, 4, 1], "cross": [3, 4, 4]} (decoder self-attention; cross-attention;
     a decoder-only LM's stack is "decoder"). A kind left out, or None (the default), has ``n_heads`` in every
     layer. Heads keep their size d_k = d_model / n_heads (or the given d_k, d_v).
+
+    copy_attention: the encoder–decoder's output mixes generating and copying source tokens (pointer-generator,
+    ``rosetta.nn.copy``); needs one shared vocabulary (share_embeddings).
     """
 
     src_vocab_size: int = 32000
@@ -87,6 +92,7 @@ class ModelConfig:
     scale_attention: bool = True
     scale_decoder_output: bool = False
     heads_per_layer: dict[str, list[int]] | None = None
+    copy_attention: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -126,6 +132,9 @@ class ModelConfig:
             value = getattr(self, name)
             if not 0 <= value < min(self.src_vocab_size, self.tgt_vocab_size):
                 raise ValueError(f"{name}={value} is outside the vocabulary")
+        if self.copy_attention and not self.share_embeddings:
+            raise ValueError("copy_attention copies source ids into the output, so source and target need one "
+                             "shared vocabulary: set share_embeddings = true")
         if self.heads_per_layer is not None:
             self._validate_heads_per_layer()
 
@@ -170,10 +179,16 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """The config saved as JSON (config.json's "model"). Strict, because these keys build the network: an
+        unknown key (a misspelt ``n_head`` would otherwise be dropped silently and build another model) or a value
+        of the wrong type (``"d_model": "512"``) is a ValueError naming it."""
+        if not isinstance(data, dict):
+            raise ValueError(f"expected an object of ModelConfig fields, got {json_type(data)}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown ModelConfig fields {unknown}; known fields are {sorted(known)}")
+        check_field_types(cls, data)
         return cls(**data)
 
     def to_json(self, path: str | Path | None = None) -> str:
@@ -187,3 +202,66 @@ class ModelConfig:
         path = Path(text_or_path)
         text = path.read_text(encoding="utf-8") if path.suffix == ".json" else str(text_or_path)
         return cls.from_dict(json.loads(text))
+
+
+# ------------------------------------------------------------------------------------ JSON types of dataclass fields
+def json_type(value: Any) -> str:
+    """How a JSON value is named in messages: a string, an integer, a number, a boolean, a list, an object, null."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    names = {int: "an integer", float: "a number", str: "a string", list: "a list", tuple: "a list", dict: "an object"}
+    return next((name for kind, name in names.items() if isinstance(value, kind)), type(value).__name__)
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a value read from JSON fits a field's annotation (int, float, bool, str, None, unions, list[…],
+    tuple[…, ...], dict[str, …]); an annotation this does not know accepts anything."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint in (int, float):  # JSON has one number type: 3 is a fine float; true is no number
+        return isinstance(value, int if hint is int else (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple):
+        return isinstance(value, (list, tuple)) and all(_fits(v, args[0]) for v in value) if args else True
+    if origin is dict:
+        return isinstance(value, dict) and all(_fits(v, args[1]) for v in value.values())
+    if hint in (list, dict):
+        return isinstance(value, (list, tuple) if hint is list else dict)
+    return True
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin in (list, tuple):
+        return f"a list of {_describe(args[0]).removeprefix('an ').removeprefix('a ')}s" if args else "a list"
+    if origin is dict:
+        return f"an object whose values are {_describe(args[1])}" if args else "an object"
+    return {type(None): "null", bool: "true or false", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "an object"}.get(hint, str(hint))
+
+
+def check_json_types(data: dict[str, Any], hints: dict[str, Any]) -> None:
+    """Raise ValueError naming the first key of ``data`` whose value does not fit its type in ``hints``:
+    ``d_model is a string ("512"); expected an integer``. JSON is read as written, without coercion, so a hand
+    edit that quotes a number is caught here, not as a TypeError deep inside the model. Keys not in ``hints``
+    are the caller's to judge."""
+    for name, value in data.items():
+        if name in hints and not _fits(value, hints[name]):
+            shown = json.dumps(value, ensure_ascii=False, default=str)
+            shown = shown if len(shown) <= 40 else shown[:37] + "…"
+            raise ValueError(f"{name} is {json_type(value)} ({shown}); expected {_describe(hints[name])}")
+
+
+def check_field_types(cls: type, data: dict[str, Any]) -> None:
+    """``check_json_types`` against the fields of dataclass ``cls`` (ModelConfig, ImageSpec, DecodeOptions)."""
+    check_json_types(data, typing.get_type_hints(cls))

@@ -23,7 +23,7 @@ from rosetta.decode.defaults import DecodeOptions
 @dataclass
 class DataSection:
     task: str = "translation"  # translation | text-to-text | lm | classification | image-classification | mlm
-    #                                | summarisation
+    #                                | electra | qa | summarisation
     corpus: str | None = None  # a registry name (rosetta data list), or None with the files below
     # text-to-text: several translation corpora in one model, each source prefixed with its task
     # ([[data.mixture]] tables: corpus, src_lang, tgt_lang, prefix), e.g. "translate English to Chinese: "
@@ -61,6 +61,7 @@ class ModelSection:
     pretrained: str | None = None  # a Hugging Face BERT directory (or "all-MiniLM-L6-v2") for encoder fine-tuning
     load_weights: bool = True  # False: the pretrained architecture and tokenizer, fresh weights (from scratch)
     cross_init: str = "self"  # BERT2BERT's new cross-attention: "self" (a copy of self-attention) | "random"
+    generator_fraction: float = 0.25  # ELECTRA: the generator's d_model, n_heads, d_ff as a share of the model's
 
 
 @dataclass
@@ -70,6 +71,7 @@ class TrainSection:
     max_tokens: int = 4096  # target tokens per batch (padding included)
     batch_size: int = 32  # LM / classification: sequences per batch
     accum_steps: int = 1
+    optimizer: str = "adam"  # adam (AdamW with weight_decay) | adafactor (T5's; lr is its relative step ρ)
     lr: float = 1e-3  # peak learning rate, reached at the end of warm-up
     warmup_steps: int = 4000
     schedule: str = "inverse_sqrt"  # inverse_sqrt (the paper) | cosine | linear | constant
@@ -78,6 +80,7 @@ class TrainSection:
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-9
     label_smoothing: float = 0.1
+    rtd_weight: float = 50.0  # ELECTRA: loss = generator MLM loss + rtd_weight · replaced-token-detection loss (λ)
     clip_norm: float = 1.0
     precision: str = "auto"  # auto (bf16 where the hardware has it: CUDA, AVX-512 BF16/AMX CPUs) | fp32 | bf16
     device: str = "auto"

@@ -6,12 +6,18 @@ autocast, periodic evaluation with keep-best and early stopping, atomic checkpoi
 ``--resume``, checkpoint averaging, a progress bar and a JSONL metrics log, and DistributedDataParallel
 under ``torchrun``.
 
+A run survives ``kill -9`` at any moment: ``--resume`` continues from the checkpoint ``latest`` names, after
+tidying what the killed run left (half-written copies, checkpoints written but not yet marked, log lines of the
+steps it redoes), and computes the same numbers, bit for bit, as a run that was never stopped (same device and
+threads). A full disk stops the run with one line saying which checkpoint is intact.
+
 The run directory's layout (OUT/checkpoints/step_N, OUT/model, …) is ``rosetta.checkpoint.layout``'s.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import random
@@ -26,7 +32,9 @@ import torch.distributed as dist
 from torch import nn
 
 from rosetta import checkpoint as ckpt
+from rosetta.train.optimizers import build_optimizer
 from rosetta.train.precision import autocast_for, resolve_device
+from rosetta.train.progress import MetricsLog, ProgressBar
 from rosetta.train.recipe import Recipe
 from rosetta.train.schedule import learning_rate
 
@@ -61,18 +69,6 @@ def distributed_env() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
 
 
-class MetricsLog:
-    """Append-only JSONL log: one JSON object per line, flushed as written."""
-
-    def __init__(self, path: Path, enabled: bool):
-        self.path, self.enabled = path, enabled
-
-    def write(self, **record: Any) -> None:
-        if self.enabled:
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
-
-
 class Trainer:
     """Runs a task's training to ``max_steps`` / ``max_minutes`` / early stop, resumable at any checkpoint."""
 
@@ -99,17 +95,12 @@ class Trainer:
                 self.model, device_ids=[device.index] if device.type == "cuda" else None)
         if self.cfg.compile:
             self.train_model = torch.compile(self.train_model)
-        decay, no_decay = [], []
-        for p in self.model.parameters():
-            (decay if p.dim() > 1 else no_decay).append(p)
-        groups = [{"params": decay, "weight_decay": self.cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        opt_cls = torch.optim.AdamW if self.cfg.weight_decay else torch.optim.Adam
-        # fused: one multi-threaded kernel for all parameters; the default per-tensor loop spent more
-        # time in Adam than in the model on 2 CPU cores (measured: 18 ms vs 70+ ms a step, small preset).
-        self.optimizer = opt_cls(groups, lr=self.cfg.lr, betas=self.cfg.betas, eps=self.cfg.eps, fused=True)
+        self.optimizer = build_optimizer(self.model, self.cfg.optimizer, self.cfg.lr, self.cfg.weight_decay,
+                                         self.cfg.betas, self.cfg.eps)
         self.batches = task.batches(self.rank, self.world_size)
         self.step = 0
         self.best: float | None = None
+        self.best_checkpoint: str | None = None  # the checkpoint saved with the best metric (``best`` names it)
         self.bad_evals = 0
         self.elapsed = 0.0  # training seconds before this process (resume)
         self.budget_elapsed = 0.0  # seconds of the max_minutes budget spent, by rank 0's clock
@@ -126,6 +117,7 @@ class Trainer:
         state = {
             "step": self.step,
             "best": self.best,
+            "best_checkpoint": self.best_checkpoint,
             "bad_evals": self.bad_evals,
             "elapsed": self.elapsed + (time.time() - self._t0),
             "data": self.batches.state_dict(),
@@ -138,20 +130,45 @@ class Trainer:
             tensors["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state, tensors
 
-    def save(self) -> Path:
-        """Write checkpoints/step_N atomically (rank 0 only), then prune to ``keep_last``."""
+    def save(self, best: bool = False) -> Path:
+        """Write checkpoints/step_N atomically (rank 0 only), mark it ``latest`` (and first ``best``, when it is
+        the best so far), then prune to ``keep_last``. A write that fails (a full disk) raises
+        ``CheckpointWriteError``, saying which checkpoint is still intact."""
         path = self.checkpoints / ckpt.step_name(self.step)
         if self.is_main:
+            if best:
+                self.best_checkpoint = path.name
             state, tensors = self._trainer_state()
-            ckpt.save_checkpoint(path, self.model, self.task.model_config(), self.task.write_tokenizers,
-                                 self.optimizer, state, tensors)
-            ckpt.atomic_write_text(self.checkpoints / ckpt.LATEST, path.name + "\n")
+            with self._saying_what_is_intact():
+                ckpt.save_checkpoint(path, self.model, self.task.model_config(), self.task.write_tokenizers,
+                                     self.optimizer, state, tensors)
+                for marker in ([ckpt.BEST] if best else []) + [ckpt.LATEST]:
+                    self._mark(marker, path.name)
             keep = max(self.cfg.keep_last, self.cfg.average_last)
             for old in self.saved_checkpoints()[:-keep]:
-                if old.name != self._best_name():
+                if old.name != self.best_checkpoint:
                     shutil.rmtree(old, ignore_errors=True)
         self._barrier()
         return path
+
+    def _mark(self, marker: str, name: str) -> None:
+        """Point ``marker`` (``latest`` or ``best``) at the checkpoint ``name``."""
+        try:
+            ckpt.atomic_write_text(self.checkpoints / marker, name + "\n")
+        except OSError as e:
+            raise ckpt.write_error(f"marking checkpoint {name} as {marker} in {self.checkpoints}", e) from e
+
+    @contextlib.contextmanager
+    def _saying_what_is_intact(self) -> Iterator[None]:
+        """A failed checkpoint write becomes one line: what failed, which checkpoint is intact, what to do."""
+        latest = ckpt.marked_checkpoint(self.out, ckpt.LATEST)
+        try:
+            yield
+        except ckpt.CheckpointWriteError as e:
+            fix = "free some space" if e.errno == errno.ENOSPC else "fix that"
+            then = (f"the latest checkpoint {latest.name} is intact — {fix} and run again with --resume" if latest
+                    else f"no checkpoint was saved before — {fix} and run again")
+            raise ckpt.CheckpointWriteError(f"{e}; {then}", e.errno) from e
 
     def _best_name(self) -> str | None:
         best = ckpt.marked_checkpoint(self.out, ckpt.BEST)
@@ -163,7 +180,12 @@ class Trainer:
         return sorted(p for p in self.checkpoints.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))
 
     def resume(self) -> bool:
-        """Restore model, optimizer, RNGs, data position and counters from the newest checkpoint."""
+        """Restore model, optimizer, RNGs, data position and counters from the checkpoint ``latest`` names, after
+        removing what a killed save left half done (``remove_leftovers``); then ``_forget_newer``."""
+        if self.is_main:
+            for folder in (self.out, self.checkpoints):
+                ckpt.remove_leftovers(folder)
+        self._barrier()
         path = ckpt.marked_checkpoint(self.out, ckpt.LATEST)
         if path is None:
             return False
@@ -174,12 +196,27 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt.optimizer_from_tensors(opt, state["optimizer"]))
         self.batches.load_state_dict(state["data"])
         self.step, self.best, self.bad_evals = state["step"], state["best"], state["bad_evals"]
+        self.best_checkpoint = state.get("best_checkpoint", self._best_name())  # older checkpoints: the marker
         self.elapsed = state["elapsed"]
         random.setstate((state["python_rng_version"], tuple(state["python_rng"]), None))
         torch.set_rng_state(tensors["extra.torch_rng"])
         if "extra.cuda_rng" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["extra.cuda_rng"], self.device)
+        if self.is_main:
+            self._forget_newer()
         return True
+
+    def _forget_newer(self) -> None:
+        """Remove the checkpoints newer than the resumed one (a killed run wrote them but had not marked them
+        ``latest``): this run writes them again, and pruning must not keep them instead of its own. ``best``
+        is set to what the resumed trainer state says."""
+        for path in self.saved_checkpoints():
+            if path.name > ckpt.step_name(self.step):
+                shutil.rmtree(path)
+        if self.best_checkpoint is not None:
+            self._mark(ckpt.BEST, self.best_checkpoint)
+        else:
+            (self.checkpoints / ckpt.BEST).unlink(missing_ok=True)
 
     def _barrier(self) -> None:
         if self.world_size > 1:
@@ -252,14 +289,17 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         self._t0 = time.time()
-        if resume and self.resume():
+        resumed = resume and self.resume()
+        if resume:  # the records of the steps a killed run did after its checkpoint (all, if it had none) go
+            self.log.rewind(self.step)
+        if resumed:
             self.log.write(kind="resume", step=self.step)
         elif self.is_main:
-            (self.out / ckpt.RECIPE_FILE).write_text(json.dumps(self.recipe.to_dict(), indent=2) + "\n")
+            ckpt.atomic_write_text(self.out / ckpt.RECIPE_FILE, json.dumps(self.recipe.to_dict(), indent=2) + "\n")
         self.budget_elapsed = self.elapsed
         self.model.train()
         it = iter(self.batches)
-        bar = _ProgressBar(cfg.max_steps, self.step, enabled=self.progress)
+        bar = ProgressBar(cfg.max_steps, self.step, enabled=self.progress)
         window_tokens, window_start, stop_reason = 0.0, time.time(), "max_steps"
         with bar:
             while self.step < cfg.max_steps:
@@ -291,9 +331,7 @@ class Trainer:
         return final
 
     def _save_and_mark(self, evaluated: bool) -> None:
-        path = self.save()
-        if self.is_main and evaluated and self.best is not None and self.bad_evals == 0:
-            ckpt.atomic_write_text(self.checkpoints / ckpt.BEST, path.name + "\n")
+        self.save(best=evaluated and self.best is not None and self.bad_evals == 0)
 
     def _eta(self) -> float | None:
         done = self.step
@@ -324,41 +362,10 @@ class Trainer:
                        "train_seconds": round(self.elapsed + time.time() - self._t0, 1),
                        "final_metrics": metrics}
             config = {**self.task.model_config(), "training": summary}
-            ckpt.save_checkpoint(final, self.model, config, self.task.write_tokenizers)
+            # A task may keep only part of what it trained (ELECTRA: the discriminator, not the generator).
+            kept = self.task.final_model() if hasattr(self.task, "final_model") else self.model
+            with self._saying_what_is_intact():
+                ckpt.save_checkpoint(final, kept, config, self.task.write_tokenizers)
             self.log.write(kind="final", **summary)
         self._barrier()
         return final
-
-
-class _ProgressBar:
-    """rich progress bar with loss, learning rate, tokens/s and ETA (silent when disabled)."""
-
-    def __init__(self, total: int, start: int, enabled: bool):
-        self.enabled = enabled
-        if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-            self.progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                                     TextColumn("{task.fields[info]}"), transient=False)
-            self.task = self.progress.add_task("train", total=total, completed=start, info="")
-
-    def __enter__(self):
-        if self.enabled:
-            self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.progress.__exit__(*exc)
-
-    def update(self, step: int, stats: dict[str, float], eta: float | None) -> None:
-        if self.enabled:
-            eta_text = f"{eta / 60:5.1f} min" if eta is not None else "?"
-            info = (f"loss {stats['loss']:.3f}  lr {stats['lr']:.2e}  "
-                    f"{stats.get('tokens_per_s', 0):,.0f} tok/s  ETA {eta_text}")
-            self.progress.update(self.task, completed=step, info=info)
-
-    def note(self, step: int, metrics: dict[str, float]) -> None:
-        if self.enabled:
-            text = "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
-            self.progress.console.print(f"step {step}: {text}")
