@@ -63,7 +63,7 @@ class EosRamp:
     def encode(self, src):
         return self.model.encode(src)
 
-    def start_decoding(self, memory, memory_mask):
+    def start_decoding(self, memory, memory_mask, src_ids=None):
         return self.model.start_decoding(memory, memory_mask)
 
     def decode_step(self, tokens, state):
@@ -301,7 +301,7 @@ class PadLover:
     def encode(self, src):
         return self.model.encode(src)
 
-    def start_decoding(self, memory, mask):
+    def start_decoding(self, memory, mask, src_ids=None):
         return self.model.start_decoding(memory, mask)
 
     def decode_step(self, tokens, state):

@@ -63,7 +63,7 @@ class Looper:
     def encode(self, src):
         return torch.zeros(src.shape[0], src.shape[1], 4), (src != PAD)[:, None, None, :], []
 
-    def start_decoding(self, memory, memory_mask):
+    def start_decoding(self, memory, memory_mask, src_ids=None):
         return DecoderState(memory_mask=memory_mask, batch_size=memory.shape[0])
 
     def decode_step(self, tokens, state):

@@ -238,13 +238,16 @@ def test_evaluate_prints_rouge_for_a_run_and_the_baselines(bpe_run):
         assert got["rougeL"] == pytest.approx(want) and got["n_documents"] == 12
 
 
-def test_bert2bert_recipe_trains_with_the_pretrained_vocabulary(tmp_path):
+@pytest.mark.parametrize("copy", [False, True], ids=["generate", "copy"])
+def test_bert2bert_recipe_trains_with_the_pretrained_vocabulary(tmp_path, copy):
+    """``copy_attention = true`` (the pointer-generator) trains, saves, loads and decodes through the same path."""
     root = write_scitldr(tmp_path)
     texts = [d.text for d in load_summaries("scitldr", "train", root)] + \
             [r for d in load_summaries("scitldr", "valid", root, dedupe=False) for r in d.references]
     bert = tiny_bert_dir(tmp_path, texts)
-    run = train_summariser(root, f'pretrained = "{bert}"')
+    run = train_summariser(root, f'pretrained = "{bert}"' + ("\ncopy_attention = true" if copy else ""))
     translator = rosetta.load(run)
+    assert translator.config.copy_attention is copy and (translator.model.copy_gate is not None) is copy
     assert isinstance(translator.src_tokenizer, PretrainedTokenizer)
     cls, sep = translator.src_tokenizer.bos_id, translator.src_tokenizer.eos_id
     assert (translator.config.bos_id, translator.config.eos_id, cls, sep) == (2, 3, 2, 3)

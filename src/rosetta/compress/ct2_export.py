@@ -50,6 +50,9 @@ def check_convertible(model: Transformer) -> None:
                         "count for the whole model)")
     if config.head_dim_k != config.head_dim_v:
         problems.append(f"d_k={config.head_dim_k} ≠ d_v={config.head_dim_v} (CTranslate2 has one head size)")
+    if config.copy_attention:
+        raise ValueError("CTranslate2 and the exported ONNX graphs have no copy gate: a copy_attention model "
+                         "(pointer-generator) runs in PyTorch only (rosetta translate / serve --model RUN)")
     if problems:
         raise ValueError("CTranslate2 cannot express this model: " + "; ".join(problems)
                          + ". Export it to ONNX instead (rosetta export --format onnx), which runs any Rosetta model")

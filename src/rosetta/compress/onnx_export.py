@@ -126,6 +126,9 @@ def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outpu
 def export_onnx(model: Transformer, out: str | Path, int8: bool = False) -> list[Path]:
     """Write the three graphs of ``model`` (eval mode, fp32, CPU) into the directory ``out``; with ``int8`` their
     weights are quantised dynamically. Returns the files written."""
+    if model.config.copy_attention:
+        raise ValueError("the exported ONNX graphs have no copy gate: a copy_attention model (pointer-generator) "
+                         "runs in PyTorch only (rosetta translate / serve --model RUN)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model = model.float().cpu().eval()

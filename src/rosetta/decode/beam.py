@@ -183,7 +183,7 @@ def beam_search_nbest(
     banned = _banned_tokens(config, src_ids.device)
 
     memory, memory_mask, _ = model.encode(src_ids)
-    state = model.start_decoding(memory, memory_mask)  # one row per sentence until the beams fill
+    state = model.start_decoding(memory, memory_mask, src_ids)  # one row per sentence until the beams fill
     beams = _Beams.start(limits, k, total, config.pad_id, alpha)
     results: list[list[Hypothesis]] = [[] for _ in range(n)]
     tokens = torch.full((n, 1), config.bos_id, dtype=torch.long, device=src_ids.device)

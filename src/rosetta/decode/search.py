@@ -106,7 +106,7 @@ def greedy_search(
     banned = _banned_tokens(config, device)
 
     memory, memory_mask, _ = model.encode(src_ids)
-    state = model.start_decoding(memory, memory_mask)
+    state = model.start_decoding(memory, memory_mask, src_ids)
 
     out = torch.full((n, total), config.pad_id, dtype=torch.long, device=device)  # (B, T), by sentence
     scores = torch.zeros(n, device=device)

@@ -102,7 +102,7 @@ def bert2bert(path: str | Path, load_weights: bool = True, cls_id: int = 101, se
         raise PretrainedError(f"overrides change the sizes of {path}: a warm start needs BERT's own d_model and "
                               "vocabulary (override only flags such as dropout)")
     missing, unexpected = model.load_state_dict(bert2bert_state(bert.state_dict()), strict=False)
-    new = [k for k in missing if k.split(".", 3)[-1].startswith(NEW_IN_DECODER)]
+    new = [k for k in missing if k.split(".", 3)[-1].startswith(NEW_IN_DECODER) or k.startswith("copy_gate.")]
     if unexpected or len(new) != len(missing):
         raise PretrainedError(f"BERT weights do not fit the encoder–decoder: missing "
                               f"{sorted(set(missing) - set(new))[:6]}, unexpected {unexpected[:6]}")

@@ -6,6 +6,9 @@
 
 T5 (``rosetta.models.t5``) is this model with flags: relative position bias, unscaled attention, RMSNorm Pre-LN,
 no biases, one shared embedding, and (tied) the decoder output × d_model^-½ before the Linear.
+
+``copy_attention`` (the pointer-generator, ``rosetta.nn.copy``): the output mixes the Linear's distribution with
+the last decoder layer's cross-attention over the source ids, and is returned as log-probabilities.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from torch import nn
 from rosetta.nn.attention import causal_mask, check_mask, padding_mask
 from rosetta.nn.blocks import DecoderLayer, Embeddings, EncoderLayer, LayerCache
 from rosetta.nn.config import ModelConfig
+from rosetta.nn.copy import CopyGate, copy_distribution
 from rosetta.nn.stack import DecoderState, LayerStack, decode_step, init_weights, num_parameters
 
 Attention = dict[str, list[torch.Tensor]]
@@ -74,6 +78,8 @@ class Transformer(nn.Module):
         init_weights(self, config)
         if config.tie_output:
             self.output.weight = self.tgt_embed.token.weight
+        # made after init_weights: the gate starts at its own bias (mostly generating), not at Xavier's
+        self.copy_gate = CopyGate(config.d_model) if config.copy_attention else None
 
     num_parameters = num_parameters
 
@@ -85,6 +91,14 @@ class Transformer(nn.Module):
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Decoder output (B, T, D) → logits (B, T, V) = features(hidden) W_outᵀ."""
         return self.output(self.features(hidden))
+
+    def copy_output(self, hidden: torch.Tensor, attention: list[dict[str, torch.Tensor]],
+                    src_ids: torch.Tensor) -> torch.Tensor:
+        """The pointer-generator's output: decoder output (B·W, T, D), the decoder's per-layer attention and
+        the source ids (B, S), W hypotheses per source (beam search; W = 1 otherwise) → log P(w) (B·W, T, V)."""
+        cross = attention[-1]["cross"].mean(dim=1)  # (B·W, T, S): the last layer's heads, averaged
+        src_ids = src_ids.repeat_interleave(hidden.shape[0] // src_ids.shape[0], dim=0)  # sentence-major rows
+        return copy_distribution(self.logits(hidden), self.copy_gate(hidden), cross, src_ids)
 
     def encode(
         self, src: torch.Tensor, src_mask: torch.Tensor | None = None, need_weights: bool = False,
@@ -106,10 +120,16 @@ class Transformer(nn.Module):
         need_weights: bool = False,
         head_mask: HeadMask | None = None,
         features_only: bool = False,
+        src_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
         """Teacher-forced decoder: tgt_in (B, T) → logits (B, T, V) (``features_only``: what the output layer
-        would take, (B, T, D)). Default mask: causal ∧ padding."""
+        would take, (B, T, D)). Default mask: causal ∧ padding. A copy model needs the source ids (B, S) and
+        returns log-probabilities."""
         self.tgt_embed.check_ids(tgt_in)
+        copying = self.copy_gate is not None
+        if copying and (src_ids is None or features_only):
+            raise ValueError("a copy_attention model needs the source ids to score, and its output is not one "
+                             "Linear of features (features_only)")
         if tgt_mask is None:
             keys = padding_mask(tgt_in, self.config.pad_id)  # (B, 1, 1, T)
             if self.config.bos_id == self.config.pad_id:  # T5: the start token is the pad id, yet real
@@ -122,7 +142,9 @@ class Transformer(nn.Module):
             masks = [{kind: head_mask[name][i] for kind, name in (("self", "decoder"), ("cross", "cross"))
                       if name in head_mask} for i in range(self.config.n_decoder_layers)]
         x, attention = self.decoder(self.tgt_embed(tgt_in), tgt_mask, memory, memory_mask,
-                                    need_weights=need_weights, head_mask=masks)
+                                    need_weights=need_weights or copying, head_mask=masks)
+        if copying:
+            return self.copy_output(x, attention, src_ids), attention
         return (self.features(x) if features_only else self.logits(x)), attention
 
     def forward(
@@ -142,7 +164,7 @@ class Transformer(nn.Module):
         (``rosetta.train.losses.linear_label_smoothed_nll``)."""
         memory, memory_mask, enc_attention = self.encode(src, src_mask, return_attention, head_mask)
         logits, dec_attention = self.decode(tgt_in, memory, memory_mask, tgt_mask, return_attention, head_mask,
-                                            features_only)
+                                            features_only, src_ids=src)
         if not return_attention:
             return logits
         return logits, {
@@ -151,9 +173,14 @@ class Transformer(nn.Module):
             "cross": [a["cross"] for a in dec_attention],
         }
 
-    def start_decoding(self, memory: torch.Tensor, memory_mask: torch.Tensor) -> DecoderState:
-        """Fresh caches for incremental decoding; cross-attention keys/values are computed here, once."""
-        state = DecoderState(memory_mask=memory_mask, batch_size=memory.shape[0])
+    def start_decoding(self, memory: torch.Tensor, memory_mask: torch.Tensor,
+                       src_ids: torch.Tensor | None = None) -> DecoderState:
+        """Fresh caches for incremental decoding; cross-attention keys/values are computed here, once. The
+        source ids (B, S) are kept for a copy model (the others ignore them)."""
+        if self.copy_gate is not None and src_ids is None:
+            raise ValueError("a copy_attention model decodes with its source ids: start_decoding(memory, mask, src)")
+        state = DecoderState(memory_mask=memory_mask, batch_size=memory.shape[0],
+                             src_ids=src_ids if self.copy_gate is not None else None)
         for layer in self.decoder.layers:
             cache = LayerCache()
             layer.cross_attn.precompute_kv(memory, cache.cross_attn)
@@ -165,6 +192,12 @@ class Transformer(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
         """Feed the next target tokens (B, t) (usually t = 1) → logits (B, t, V); ``state`` advances by t.
 
-        Keys and values of earlier steps come from the cache, so a step costs O(t), not O(prefix)."""
+        Keys and values of earlier steps come from the cache, so a step costs O(t), not O(prefix). A copy model
+        returns log-probabilities (its step needs the cross-attention weights, so it runs the explicit formula)."""
+        if self.copy_gate is not None:
+            hidden = []
+            _, attention = decode_step(self.tgt_embed, self.decoder, hidden.append, tokens, state, True)
+            log_probs = self.copy_output(hidden[0], attention, state.src_ids)
+            return (log_probs, attention) if need_weights else log_probs
         output = self.output if self.output_scale is None else self.logits
         return decode_step(self.tgt_embed, self.decoder, output, tokens, state, need_weights)

@@ -76,6 +76,7 @@ class DecoderState:
     offset: int = 0
     batch_size: int = 1
     memory_mask: torch.Tensor | None = None
+    src_ids: torch.Tensor | None = None  # (B, S), one row per sentence: what a copy model copies from
 
     def reorder(self, index: torch.Tensor) -> None:
         """Keep the batch rows ``index`` (B',) when every row is its own sentence (greedy search dropping
@@ -96,6 +97,8 @@ class DecoderState:
         if sentences is not None:
             if self.memory_mask is not None:
                 self.memory_mask = self.memory_mask.index_select(0, sentences)
+            if self.src_ids is not None:
+                self.src_ids = self.src_ids.index_select(0, sentences)
             for layer in self.layers:
                 layer.cross_attn.reorder(sentences)
         self.batch_size = rows.numel()

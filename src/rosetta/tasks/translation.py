@@ -116,8 +116,9 @@ class TranslationTask:
         """Summed label-smoothed NLL over the batch's target tokens: the output layer fused with the loss
         (``linear_label_smoothed_nll``: no (tokens × vocabulary) logits held), unless that layer has a bias."""
         src, tgt_in, tgt_out = (t.to(self.device) for t in (batch.src, batch.tgt_in, batch.tgt_out))
-        output = getattr(model, "module", model).output  # DDP wraps the model; its forward must still run
-        if output.bias is not None:
+        inner = getattr(model, "module", model)  # DDP wraps the model; its forward must still run
+        output = inner.output
+        if output.bias is not None or inner.config.copy_attention:  # a copy model returns log-probabilities
             return label_smoothed_nll(model(src, tgt_in), tgt_out, self.config.pad_id, label_smoothing)
         features = model(src, tgt_in, features_only=True)
         return linear_label_smoothed_nll(features, output.weight, tgt_out, self.config.pad_id, label_smoothing)
