@@ -209,6 +209,9 @@ def load_text(name: str = "tinyshakespeare", split: str = "train", data_dir: str
     info = get_corpus(name)
     if info.task != "text":
         raise ValueError(f"corpus {name!r} is a {info.task} corpus, not text")
+    if info.layout != "text":
+        raise ValueError(f"corpus {name!r} is {len(info.files)} gzip files of paragraphs, too big for one string; "
+                         "read it with rosetta.data.paragraphs (task mlm or electra: data.corpus)")
     _check_split(info, split)
     text = read_text(locate(name, data_dir, download) / info.files[0].path)
     n = int(len(text) * train_fraction)

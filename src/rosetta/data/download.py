@@ -80,8 +80,10 @@ def locate(name: str, data_dir: str | Path | None = None, download: bool = False
         missing = [f.path for f in info.files if not (folder / f.path).is_file()]
         state = "folder does not exist" if not folder.is_dir() else f"missing {', '.join(missing)}"
         lines.append(f"  {folder}  ({state})")
+    fix = (f"or allow downloading (--download / download=True) from {info.source}." if all(f.url for f in info.files)
+           else f"(its files have no download URL; they were built from {info.source}).")
     lines.append(f"Fix: set {ENV_VAR} (or pass --data-dir / data_dir=) to the folder that contains "
-                 f"'{info.folder}/', or allow downloading (--download / download=True) from {info.source}.")
+                 f"'{info.folder}/' {fix}")
     raise FileNotFoundError("\n".join(lines))
 
 

@@ -38,7 +38,7 @@ class CorpusInfo:
     languages: tuple[str, ...]
     folder: str
     files: tuple[CorpusFile, ...]
-    layout: str  # aligned | tatoeba | iwslt | download-only | text | sst2 | npz | squad | scitldr
+    layout: str  # aligned | tatoeba | iwslt | download-only | text | paragraphs | sst2 | npz | squad | scitldr
     splits: dict[str, str] = field(default_factory=dict)  # split name → file stem (where files are per split)
     clean: dict[str, tuple[str, ...]] = field(default_factory=dict)
     source: str = ""
@@ -87,6 +87,12 @@ _SCITLDR = ("https://raw.githubusercontent.com/allenai/scitldr/5ccad9c00a60ad75c
 _SCITLDR_SHA = {  # the test split (618 papers) is withheld from the shared copy on purpose
     "train.jsonl": "b222771d387be585cfdf5ae957b36757138415a352e0a3e3b23f73f87c3b1119",
     "dev.jsonl": "3191fa98ccc09521332b7a1cd63b1930be4e8df125a235ccd31e40329709525e",
+}
+_ZH_TEXT_SHA = {  # zh-text/SOURCE.md: built from the repositories below, no public URL per file
+    "classical-modern.txt.gz": "ee1c22a376da53658911c6418d15bf77d2bda06fceff11f64c9cd08852510d62",
+    "laws.txt.gz": "5ca0a5c3969cf2dc4030c924e2f0522be3401a0759c0c187653c4eb0496539ce",
+    "fewclue.txt.gz": "dd47228b980b74f16a5fd1d42bd4d5c5dc872b02cb52fd92c29d6c7a03e4846d",
+    "clue-small.txt.gz": "421cfd1200a65c60bcabca2985fa4e8f50c5aefe3c2be17b2598d3801d6b3e2f",
 }
 _WMT14 = ["http://statmt.org/wmt13/training-parallel-europarl-v7.tgz",
           "http://statmt.org/wmt13/training-parallel-commoncrawl.tgz",
@@ -153,6 +159,15 @@ REGISTRY: dict[str, CorpusInfo] = {info.name: info for info in [
         splits={"train": "train", "valid": "dev"},
         source="github.com/allenai/scitldr @ 5ccad9c (SciTLDR-Data/SciTLDR-A: abstract → TLDR; test withheld)",
         licence="Apache-2.0; cite Cachola et al. 2020"),
+    CorpusInfo(
+        "zh-text", "text", ("zh",), "zh-text",
+        tuple(CorpusFile(n, None, h) for n, h in _ZH_TEXT_SHA.items()), "paragraphs",
+        splits={"train": "", "valid": ""},  # held out by paragraph hash (rosetta.data.paragraphs)
+        source="modern Chinese, one paragraph a line, gzip (SOURCE.md): NiuTrans/Classical-Modern @ 4e746ea (modern "
+               "renderings), LawRefBook/Laws @ 2f4c5c2, CLUEbenchmark/FewCLUE @ 62a02c6 (unlabeled + test texts), "
+               "dbiir/UER-py @ 5743050 (CLUECorpusSmall sample)",
+        licence="per file: MIT (Classical-Modern); statutes (PRC Copyright Law art. 5); FewCLUE none stated (cite "
+                "Xu et al. 2021; do not evaluate on FewCLUE after pretraining on it); Apache-2.0 (UER-py)"),
     CorpusInfo(
         "iwslt14-de-en", "translation", ("de", "en"), "iwslt14_de_en",
         (CorpusFile("de-en.tgz", "http://dl.fbaipublicfiles.com/fairseq/data/iwslt14/de-en.tgz", None),), "iwslt",

@@ -159,12 +159,13 @@ class MLMHead(nn.Module):
 
     ``decoder`` is a Linear whose weight IS the token embedding table E (V, D) (tied: one tensor, trained by
     both ends, stored once), plus its own bias b (V,). As Hugging Face ``BertForMaskedLM``'s
-    ``cls.predictions``: transform.dense = ``dense``, transform.LayerNorm = ``norm``, decoder, bias."""
+    ``cls.predictions``: transform.dense = ``dense``, transform.LayerNorm = ``norm``, decoder, bias.
+    ``hidden_size``: the width of the hidden states it reads, when it differs from E's (ELECTRA's generator)."""
 
-    def __init__(self, config: ModelConfig, token_embedding: nn.Embedding):
+    def __init__(self, config: ModelConfig, token_embedding: nn.Embedding, hidden_size: int | None = None):
         super().__init__()
         vocab, d = token_embedding.weight.shape
-        self.dense = nn.Linear(d, d)
+        self.dense = nn.Linear(hidden_size or d, d)
         self.approximate = "tanh" if config.activation == "gelu_tanh" else "none"
         self.norm = nn.LayerNorm(d, eps=config.norm_eps)
         self.decoder = nn.Linear(d, vocab)

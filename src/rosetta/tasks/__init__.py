@@ -9,8 +9,8 @@ from rosetta.train.recipe import Recipe
 
 
 def build_task(recipe: Recipe, data_dir: Path | None = None, run_dir: Path | None = None, resume: bool = False):
-    """The task object for ``recipe.data.task``: translation, text-to-text, lm, classification or
-    image-classification."""
+    """The task object for ``recipe.data.task``: translation, text-to-text, lm, classification,
+    image-classification, mlm, electra, qa or summarisation."""
     kind = recipe.data.task
     if kind == "translation":
         from rosetta.tasks.translation import TranslationTask
@@ -40,12 +40,16 @@ def build_task(recipe: Recipe, data_dir: Path | None = None, run_dir: Path | Non
         from rosetta.tasks.mlm import MLMTask
 
         return MLMTask(recipe, data_dir, run_dir, resume)
+    if kind == "electra":
+        from rosetta.tasks.electra import ElectraTask
+
+        return ElectraTask(recipe, data_dir, run_dir, resume)
     if kind == "summarisation":
         from rosetta.tasks.summarise import SummarisationTask
 
         return SummarisationTask(recipe, data_dir, run_dir, resume)
     raise ValueError(f"unknown task {kind!r}; rosetta train handles: translation, text-to-text, lm, classification, "
-                     "image-classification, mlm, qa, summarisation")
+                     "image-classification, mlm, electra, qa, summarisation")
 
 
 def preset_sizes(preset: str, depth: str) -> dict[str, Any]:

@@ -5,7 +5,8 @@
 
 Two starting points, one architecture:
 
-* ``[model] pretrained = "all-MiniLM-L6-v2"`` (or any Hugging Face BERT directory): its tokenizer and its
+* ``[model] pretrained = "all-MiniLM-L6-v2"`` (or any Hugging Face BERT directory), or a Rosetta encoder run
+  (``"runs/zh-bert-mlm"``, ``"runs/zh-electra"``: MLM or ELECTRA pretraining): its tokenizer and its encoder
   weights, plus a new classification head — fine-tuning. With ``load_weights = false`` the same architecture
   and tokenizer start from random weights, to show what pretraining buys.
 * no ``pretrained``: a Rosetta BPE (or character) tokenizer learned on the training sentences and a BERT-layout
@@ -25,7 +26,7 @@ from rosetta.data import corpora
 from rosetta.data.batching import BatchStream, ClassificationBatch, collate_classification, make_batches
 from rosetta.data.tokenizer import Tokenizer, encode_texts
 from rosetta.models.encoder import EncoderModel, bert_config
-from rosetta.models.pretrained import load_pretrained, load_tokenizer, resolve_pretrained
+from rosetta.models.pretrained import load_tokenizer, resolve_pretrained
 from rosetta.tasks import preset_sizes
 from rosetta.train.recipe import Recipe
 
@@ -72,8 +73,7 @@ class ClassificationTask:
         self.num_labels = max(2, labels[-1] + 1)
         torch.manual_seed(recipe.train.seed)
         if m.pretrained:
-            self.pretrained = resolve_pretrained(m.pretrained)
-            self.tokenizer_kind = "pretrained"
+            self.pretrained = m.pretrained
             self.model = self._from_pretrained(m.load_weights)
         else:
             if recipe.tokenizer.kind == "pretrained":
@@ -90,13 +90,19 @@ class ClassificationTask:
 
     def _from_pretrained(self, load_weights: bool) -> EncoderModel:
         """The pretrained encoder's architecture (and weights) with a fresh head reading the mean of the tokens
-        (all-MiniLM-L6-v2 was trained with mean pooling; BERT's [CLS] pooler is not used)."""
-        self.tokenizer = load_tokenizer(self.pretrained, max_length=self.recipe.data.max_length)
-        base = load_pretrained(self.pretrained)
+        (all-MiniLM-L6-v2 was trained with mean pooling; BERT's [CLS] pooler is not used). A Hugging Face
+        directory or a Rosetta encoder run, read as the QA task reads them (``rosetta.tasks.qa.load_base``)."""
+        from rosetta.tasks.qa import HEADS, load_base
+
+        base, self.tokenizer, facts = load_base(self.pretrained)
+        self.tokenizer_kind = facts["tokenizer"]
+        if self.tokenizer_kind == "pretrained":  # Hugging Face: truncate at data.max_length
+            self.tokenizer = load_tokenizer(resolve_pretrained(self.pretrained),
+                                            max_length=self.recipe.data.max_length)
         config = base.config.replace(**self.recipe.model.overrides)  # e.g. dropout
         model = EncoderModel(config, num_labels=self.num_labels)
         if load_weights:
-            encoder = {k: v for k, v in base.state_dict().items() if not k.startswith("pooler.")}
+            encoder = {k: v for k, v in base.state_dict().items() if not k.startswith(HEADS)}
             missing, unexpected = model.load_state_dict(encoder, strict=False)
             if unexpected or set(missing) != {"classifier.weight", "classifier.bias"}:
                 raise RuntimeError(f"pretrained weights do not fit: missing {missing}, unexpected {unexpected}")

@@ -16,11 +16,16 @@ Special tokens and padding are never chosen. The loss is taken at the chosen pos
 Masks are drawn per batch from a generator seeded by (seed, epoch, batch, rank): ``--resume`` sees the same
 masks. Validation masks are drawn once (seed 0) and kept, so every evaluation scores the same positions:
 ``mlm_accuracy`` (the argmax equals the original token) and ``valid_loss`` (nats per chosen token).
+
+Text: ``data.train_src`` (documents separated by blank lines), the assembled ``"zh-pretraining"`` (held-out
+segments drawn by a seeded shuffle, ``data.valid_size`` of them), or a paragraph corpus such as ``"zh-text"``
+(``rosetta.data.paragraphs``: streamed, deduplicated, 1 % of the paragraphs held out by hash, packed into a flat
+array; ``data.valid_size`` caps the held-out segments scored).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rosetta.data import corpora, pretraining
+from rosetta.data import corpora, paragraphs, pretraining
 from rosetta.data.batching import BatchStream, pad
 from rosetta.data.tokenizer import Tokenizer
 from rosetta.models.encoder import EncoderModel, bert_config
@@ -103,8 +108,9 @@ def load_documents(recipe: Recipe, data_dir: Path | None) -> list[list[str]]:
     if d.corpus == pretraining.CORPUS_NAME:
         return [doc for docs in pretraining.chinese_documents(data_dir, d.seed).values() for doc in docs]
     if d.corpus:
-        raise ValueError(f"data.corpus {d.corpus!r} is not an MLM corpus; use {pretraining.CORPUS_NAME!r} or "
-                         "data.train_src (a text file, documents separated by blank lines)")
+        raise ValueError(f"data.corpus {d.corpus!r} is not an MLM corpus; use {pretraining.CORPUS_NAME!r}, 'zh-text' "
+                         "(+-joined: 'zh-text+zh-pretraining') or data.train_src (a text file, documents separated "
+                         "by blank lines)")
     if not d.train_src:
         raise ValueError(f"no text to learn from: set data.corpus = {pretraining.CORPUS_NAME!r} or data.train_src")
     paragraphs = corpora.read_text(d.train_src).split("\n\n")
@@ -122,39 +128,67 @@ class MLMTask:
         self.recipe = recipe
         d, m = recipe.data, recipe.model
         if m.pretrained:
-            raise ValueError("task mlm pretrains from scratch: remove model.pretrained")
-        documents = load_documents(recipe, data_dir)
-        self.tokenizer = self._own_tokenizer(documents, run_dir, resume)
-        ids = iter(self.tokenizer.encode_batch([s for doc in documents for s in doc]))
-        encoded = [[next(ids) for _ in doc] for doc in documents]
-        segments = pretraining.pack_segments(encoded, d.max_length - 2)  # room for <s> and </s>
-        train, valid = pretraining.split_segments(segments, d.valid_size or max(1, len(segments) // 50), d.seed)
-        self.train_examples = [[BOS_ID, *s, EOS_ID] for s in train]
+            raise ValueError(f"task {d.task} pretrains from scratch: remove model.pretrained")
+        if paragraphs.is_paragraph_corpus(d.corpus):
+            self.train_examples, valid = self._paragraph_segments(data_dir, run_dir, resume)
+        else:
+            self.train_examples, valid = self._document_segments(data_dir, run_dir, resume)
         self.continues = torch.tensor(self.tokenizer.word_continuations())
         vocab = self.tokenizer.vocab_size
         fixed = torch.Generator().manual_seed(0)
-        self.valid_batches = [mask_tokens(pad([[BOS_ID, *s, EOS_ID] for s in valid[i : i + EVAL_BATCH]], PAD_ID),
-                                          self.continues, vocab, fixed) for i in range(0, len(valid), EVAL_BATCH)]
+        self.valid_batches = [mask_tokens(pad(valid[i : i + EVAL_BATCH], PAD_ID), self.continues, vocab, fixed)
+                              for i in range(0, len(valid), EVAL_BATCH)]
         sizes = preset_sizes(m.preset, "n_encoder_layers")
         self.config = bert_config(vocab, **{"max_len": d.max_length, **sizes, **m.overrides})
         if self.config.max_len < d.max_length:
             raise ValueError(f"model.max_len={self.config.max_len} is shorter than data.max_length={d.max_length}")
         torch.manual_seed(recipe.train.seed)
-        self.model = EncoderModel(self.config, mlm_head=True)
+        self.model = self.build_model()
         self.device = torch.device("cpu")
+
+    def build_model(self) -> nn.Module:
+        """The model this task trains (ELECTRA's task overrides it)."""
+        return EncoderModel(self.config, mlm_head=True)
+
+    def _document_segments(self, data_dir: Path | None, run_dir: Path | None, resume: bool
+                           ) -> tuple[list[list[int]], list[list[int]]]:
+        """(train, valid) framed segments of ``data.train_src`` or "zh-pretraining": all in memory (< 1 M chars)."""
+        d = self.recipe.data
+        documents = load_documents(self.recipe, data_dir)
+        self.tokenizer = self._own_tokenizer(lambda: (s for doc in documents for s in doc), run_dir, resume)
+        ids = iter(self.tokenizer.encode_batch([s for doc in documents for s in doc]))
+        encoded = [[next(ids) for _ in doc] for doc in documents]
+        segments = pretraining.pack_segments(encoded, d.max_length - 2)  # room for <s> and </s>
+        train, valid = pretraining.split_segments(segments, d.valid_size or max(1, len(segments) // 50), d.seed)
+        framed = [[BOS_ID, *s, EOS_ID] for s in train]
         self.stats = {"documents": len(documents), "sentences": sum(map(len, documents)),
                       "characters": sum(len(s) for doc in documents for s in doc), "train_segments": len(train),
-                      "valid_segments": len(valid), "train_tokens": sum(map(len, self.train_examples))}
+                      "valid_segments": len(valid), "train_tokens": sum(map(len, framed))}
+        return framed, [[BOS_ID, *s, EOS_ID] for s in valid]
 
-    def _own_tokenizer(self, documents: list[list[str]], run_dir: Path | None, resume: bool) -> Tokenizer:
+    def _paragraph_segments(self, data_dir: Path | None, run_dir: Path | None, resume: bool
+                            ) -> tuple[Sequence[list[int]], list[list[int]]]:
+        """(train, valid) framed segments of a paragraph corpus, streamed twice: once for the tokenizer (unless
+        resuming), once to tokenise and pack (``rosetta.data.paragraphs``)."""
+        d = self.recipe.data
+        sources = paragraphs.corpus_sources(d.corpus, data_dir, d.seed)
+        self.tokenizer = self._own_tokenizer(lambda: paragraphs.training_text(sources), run_dir, resume)
+        train, held, self.stats = paragraphs.pack_corpus(sources, self.tokenizer, d.max_length - 2)
+        if not len(held) or not len(train):
+            raise ValueError(f"data.corpus {d.corpus!r} gave {len(train)} training and {len(held)} held-out "
+                             f"segments; it needs both (1 % of the paragraphs are held out): use more text")
+        return train, [held[i] for i in range(min(len(held), d.valid_size or len(held)))]
+
+    def _own_tokenizer(self, sentences: Callable[[], Iterable[str]], run_dir: Path | None, resume: bool
+                       ) -> Tokenizer:
         saved = Path(run_dir) / TOKENIZER_DIR if run_dir else None
         if resume and saved and saved.exists():
             return Tokenizer.load(saved)
         t = self.recipe.tokenizer
         if t.kind != "wordpiece":
-            raise ValueError(f'task mlm needs tokenizer.kind = "wordpiece" (whole-word masking reads its "##" '
-                             f"pieces), not {t.kind!r}")
-        tokenizer = Tokenizer.train_wordpiece((s for doc in documents for s in doc), t.vocab_size, t.min_frequency)
+            raise ValueError(f'task {self.recipe.data.task} needs tokenizer.kind = "wordpiece" (whole-word masking '
+                             f'reads its "##" pieces), not {t.kind!r}')
+        tokenizer = Tokenizer.train_wordpiece(sentences(), t.vocab_size, t.min_frequency)
         if tokenizer.token_to_id(MASK) != MASK_ID:
             raise RuntimeError(f"{MASK} must have id {MASK_ID}, got {tokenizer.token_to_id(MASK)}")
         if saved:
