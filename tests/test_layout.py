@@ -134,3 +134,27 @@ def test_attention_and_positional_import_as_modules_by_their_short_names():
 
 def test_python_m_rosetta_cli_is_importable():
     assert importlib.util.find_spec("rosetta.cli.__main__") is not None
+
+
+def test_every_registered_task_class_imports_and_unknown_tasks_are_listed():
+    """The one list of trainable tasks: each entry names a class in its module, and ``rosetta train`` with another
+    name says which ones exist."""
+    from rosetta.tasks import TASK_CLASSES, build_task, task_class
+    from rosetta.train.recipe import Recipe
+
+    for kind, target in TASK_CLASSES.items():
+        cls = task_class(kind)
+        assert isinstance(cls, type) and f"{cls.__module__}:{cls.__name__}" == target
+    recipe = Recipe()
+    recipe.data.task = "translaton"
+    with pytest.raises(ValueError, match="unknown task 'translaton'; rosetta train handles: translation, text-to-text"):
+        build_task(recipe)
+
+
+def test_model_family_has_one_default():
+    from rosetta.checkpoint import DEFAULT_FAMILY, TASKS, model_family, model_task
+
+    assert model_family({}) == DEFAULT_FAMILY == "translation" and model_family({"family": "vit"}) == "vit"
+    assert model_task({}) == TASKS[DEFAULT_FAMILY][0]
+    src = Path(__file__).parents[1] / "src" / "rosetta"
+    assert not [p for p in src.rglob("*.py") if '"family", "translation"' in p.read_text(encoding="utf-8")]

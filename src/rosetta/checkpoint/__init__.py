@@ -42,14 +42,14 @@ from rosetta.checkpoint.layout import (
     resolve_model_dir,
     step_name,
 )
-from rosetta.checkpoint.task import TASKS, default_task, model_task
+from rosetta.checkpoint.task import DEFAULT_FAMILY, TASKS, default_task, model_family, model_task
 
 __all__ = [
-    "BEST", "CHECKPOINTS_DIR", "CONFIG_FILE", "FINAL_DIR", "LATEST", "MANIFEST_FILE", "METRICS_FILE", "MODEL_FILE",
-    "OPTIMIZER_FILE", "PICKLE_SUFFIXES", "RECIPE_FILE", "TASKS", "TRAINER_STATE_FILE", "CheckpointError",
+    "BEST", "CHECKPOINTS_DIR", "CONFIG_FILE", "DEFAULT_FAMILY", "FINAL_DIR", "LATEST", "MANIFEST_FILE", "METRICS_FILE",
+    "MODEL_FILE", "OPTIMIZER_FILE", "PICKLE_SUFFIXES", "RECIPE_FILE", "TASKS", "TRAINER_STATE_FILE", "CheckpointError",
     "CheckpointWriteError", "atomic_write_text", "average_checkpoints", "checkpoints_dir", "default_task",
-    "has_checkpoint", "has_final_model", "load_trainer_state", "load_weights", "marked_checkpoint", "model_task",
-    "optimizer_from_tensors", "optimizer_to_tensors", "pickle_weights", "read_config", "refuse_pickle",
+    "has_checkpoint", "has_final_model", "load_trainer_state", "load_weights", "marked_checkpoint", "model_family",
+    "model_task", "optimizer_from_tensors", "optimizer_to_tensors", "pickle_weights", "read_config", "refuse_pickle",
     "remove_leftovers", "resolve_model_dir", "save_checkpoint", "state_dict_for_saving", "step_name",
     "verify_checkpoint", "write_error", "write_manifest",
 ]

@@ -18,12 +18,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+DEFAULT_FAMILY = "translation"  # config.json without "family": the first models Rosetta saved were translators
 TASKS = {
     "translation": ("translation", "summarisation"),
     "encoder": ("classification", "mlm", "qa", "embedding"),
     "lm": ("lm",),
     "vit": ("image-classification",),
 }
+
+
+def model_family(info: Mapping[str, Any]) -> str:
+    """The ``family`` of the model whose config.json is ``info`` (``DEFAULT_FAMILY`` when it names none)."""
+    return info.get("family", DEFAULT_FAMILY)
 
 
 def default_task(family: str, num_labels: int = 0) -> str:
@@ -43,7 +49,7 @@ def model_task(info: Mapping[str, Any]) -> str:
     >>> model_task({"family": "translation", "task": "summarisation"})
     'summarisation'
     """
-    family = info.get("family", "translation")
+    family = model_family(info)
     task = info.get("task")
     if task is None:
         return default_task(family, int(info.get("num_labels") or 0))

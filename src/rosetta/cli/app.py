@@ -81,7 +81,7 @@ def model_family(model: Path) -> str | None:
     if str(model).lower() in MINILM_NAMES or is_huggingface_dir(model):
         return "encoder"
     try:
-        family = ckpt.read_config(ckpt.resolve_model_dir(model)).get("family", "translation")
+        family = ckpt.model_family(ckpt.read_config(ckpt.resolve_model_dir(model)))
     except (ckpt.CheckpointError, OSError, ValueError):
         return None
     return family if isinstance(family, str) and family in ckpt.TASKS else None

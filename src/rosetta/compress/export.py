@@ -29,7 +29,7 @@ from rosetta.models.transformer import Transformer
 def load_source(model_dir: str | Path) -> tuple[Path, dict, Transformer]:
     """(model directory, its config.json, the ``Transformer`` in eval mode) of a trained translation model."""
     path, info = open_folder(model_dir)  # a broken folder: CheckpointError, one line naming the file
-    family = info.get("family", "translation")
+    family = ckpt.model_family(info)
     if family != "translation":
         raise ValueError(f"{path} holds a {family!r} model; export takes encoder–decoder (translation, "
                          "summarisation) models")

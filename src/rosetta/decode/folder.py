@@ -70,7 +70,7 @@ def check_config(path: Path, info: dict[str, Any]) -> str:
         check_json_types(info, CONFIG_KEYS)
     except ValueError as e:
         raise CheckpointError(f'{where}: key {e}; {FIX_CONFIG}') from None
-    family = info.get("family", "translation")
+    family = ckpt.model_family(info)
     if family not in ckpt.TASKS:
         raise CheckpointError(f'{where}: unknown "family" {family!r} (known: {", ".join(ckpt.TASKS)}); {FIX_CONFIG}')
     missing = [key for key in REQUIRED_KEYS.get(family, ("model",)) if key not in info]

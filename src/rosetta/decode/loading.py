@@ -43,8 +43,6 @@ from rosetta.models.pretrained import (
 )
 from rosetta.models.vit import ViT
 
-FAMILIES = ("translation", "lm", "encoder", "vit")
-
 
 @dataclass
 class LoadedModel:
@@ -77,7 +75,7 @@ def load_any(directory: str | Path, device: str | torch.device = "cpu", *, image
             raise ValueError(f"image_size is for ViT models; {directory} holds a Hugging Face encoder")
         return load_huggingface(directory, device)
     path, info = open_folder(directory)
-    family = info.get("family", "translation")
+    family = ckpt.model_family(info)
     if image_size is not None and family != "vit":
         raise ValueError(f"image_size is for ViT models; {directory} holds a {family!r} model")
     if family == "translation":

@@ -139,7 +139,7 @@ def translator_from_folder(path: Path, info: dict[str, Any], device: str | torch
                            beam: int | None = None) -> Translator:
     """``load`` of a folder ``open_folder`` has checked (``info``: its config.json): a fresh model, returned only
     when its weights and tokenizers are all read."""
-    family = info.get("family", "translation")
+    family = ckpt.model_family(info)
     if family != "translation":
         raise ValueError(f"{path} holds a {family!r} model; rosetta.load() loads translation models")
     options = decode_options(path, info)

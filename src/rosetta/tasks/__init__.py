@@ -2,54 +2,38 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
 from rosetta.train.recipe import Recipe
 
+# The recipe's [data] task → the class that trains it ("module:Class"), imported only when a recipe asks for it:
+# each task pulls in its own data code. The one list of trainable tasks (rosetta train's error lists it too).
+TASK_CLASSES = {
+    "translation": "rosetta.tasks.translation:TranslationTask",
+    "text-to-text": "rosetta.tasks.text_to_text:TextToTextTask",
+    "lm": "rosetta.tasks.language_model:LanguageModelTask",
+    "classification": "rosetta.tasks.classification:ClassificationTask",
+    "image-classification": "rosetta.tasks.image_classification:ImageClassificationTask",
+    "mlm": "rosetta.tasks.mlm:MLMTask",
+    "electra": "rosetta.tasks.electra:ElectraTask",
+    "qa": "rosetta.tasks.qa:QATask",
+    "summarisation": "rosetta.tasks.summarise:SummarisationTask",
+}
+
+
+def task_class(kind: str) -> type:
+    """The class of the task ``kind`` (a key of ``TASK_CLASSES``); ValueError listing the known ones."""
+    if kind not in TASK_CLASSES:
+        raise ValueError(f"unknown task {kind!r}; rosetta train handles: {', '.join(TASK_CLASSES)}")
+    module, name = TASK_CLASSES[kind].split(":")
+    return getattr(importlib.import_module(module), name)
+
 
 def build_task(recipe: Recipe, data_dir: Path | None = None, run_dir: Path | None = None, resume: bool = False):
-    """The task object for ``recipe.data.task``: translation, text-to-text, lm, classification,
-    image-classification, mlm, electra, qa or summarisation."""
-    kind = recipe.data.task
-    if kind == "translation":
-        from rosetta.tasks.translation import TranslationTask
-
-        return TranslationTask(recipe, data_dir, run_dir, resume)
-    if kind == "text-to-text":
-        from rosetta.tasks.text_to_text import TextToTextTask
-
-        return TextToTextTask(recipe, data_dir, run_dir, resume)
-    if kind == "lm":
-        from rosetta.tasks.language_model import LanguageModelTask
-
-        return LanguageModelTask(recipe, data_dir, run_dir, resume)
-    if kind == "classification":
-        from rosetta.tasks.classification import ClassificationTask
-
-        return ClassificationTask(recipe, data_dir, run_dir, resume)
-    if kind == "qa":
-        from rosetta.tasks.qa import QATask
-
-        return QATask(recipe, data_dir, run_dir, resume)
-    if kind == "image-classification":
-        from rosetta.tasks.image_classification import ImageClassificationTask
-
-        return ImageClassificationTask(recipe, data_dir, run_dir, resume)
-    if kind == "mlm":
-        from rosetta.tasks.mlm import MLMTask
-
-        return MLMTask(recipe, data_dir, run_dir, resume)
-    if kind == "electra":
-        from rosetta.tasks.electra import ElectraTask
-
-        return ElectraTask(recipe, data_dir, run_dir, resume)
-    if kind == "summarisation":
-        from rosetta.tasks.summarise import SummarisationTask
-
-        return SummarisationTask(recipe, data_dir, run_dir, resume)
-    raise ValueError(f"unknown task {kind!r}; rosetta train handles: translation, text-to-text, lm, classification, "
-                     "image-classification, mlm, electra, qa, summarisation")
+    """The task object for ``recipe.data.task`` (see ``TASK_CLASSES``)."""
+    return task_class(recipe.data.task)(recipe, data_dir, run_dir, resume)
 
 
 def preset_sizes(preset: str, depth: str) -> dict[str, Any]:
