@@ -136,6 +136,24 @@ def test_training_figure_of_a_classifier_plots_accuracy_in_percent(tmp_path):
     assert metric_ax.get_title() == "validation accuracy (%)"
 
 
+def test_runs_compared_side_by_side_one_line_per_run(tmp_path):
+    for name in ("adam", "adafactor"):
+        write_metrics(tmp_path / name)
+    fig = plots.comparison_figure([tmp_path / "adam", tmp_path / "adafactor"])
+    nll_ax, valid_ax, bleu_ax = fig.axes
+    assert [line.get_label() for line in bleu_ax.lines] == ["adam", "adafactor"]
+    np.testing.assert_allclose(bleu_ax.lines[1].get_ydata(), [100 / 30, 200 / 30, 10])
+    np.testing.assert_allclose(nll_ax.lines[0].get_ydata(), [8.5 - s / 50 for s in range(1, 301, 20)])
+    assert bleu_ax.lines[0].get_color() == nll_ax.lines[0].get_color() != nll_ax.lines[1].get_color()
+    from rosetta.cli import app
+
+    result = CliRunner().invoke(app, ["plot", "training", str(tmp_path / "adam"), str(tmp_path / "adafactor"),
+                                      "--out", str(tmp_path / "both.png")])
+    assert result.exit_code == 0, result.output
+    check_png(tmp_path / "both.png", (round(plots.TRAINING_SIZE[0] * plots.DPI),
+                                      round(plots.TRAINING_SIZE[1] * plots.DPI)))
+
+
 # ------------------------------------------------------------------------------------------ commands
 def test_commands_write_the_files(tmp_path):
     runner = CliRunner()

@@ -160,17 +160,20 @@ def plot_positional(
 
 @plot_app.command("training")
 def plot_training(
-    run_dir: Path = typer.Argument(..., help="A training run directory (holding metrics.jsonl)."),
-    out: Path = typer.Option(None, "--out", help="A folder or a .png/.svg/.pdf file (default: RUN_DIR)."),
+    run_dirs: list[Path] = typer.Argument(..., help="A training run directory (holding metrics.jsonl), or several "
+                                                    "to compare them side by side."),
+    out: Path = typer.Option(None, "--out", help="A folder or a .png/.svg/.pdf file (default: the first RUN_DIR)."),
 ) -> None:
-    """Training curves from RUN_DIR/metrics.jsonl: loss, validation BLEU (accuracy for a classifier), learning rate."""
+    """Training curves from RUN_DIR/metrics.jsonl: loss, validation BLEU (accuracy for a classifier), learning rate.
+    Several runs: one line per run in each panel (training NLL, validation loss, validation BLEU)."""
     from rosetta.view import plots
 
     try:
-        fig = plots.training_figure(run_dir)
+        fig = plots.training_figure(run_dirs[0]) if len(run_dirs) == 1 else plots.comparison_figure(run_dirs)
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
-    for path in plots.save_figure(fig, _target(out or run_dir, "training")):
+    name = "training" if len(run_dirs) == 1 else "training-compared"
+    for path in plots.save_figure(fig, _target(out or run_dirs[0], name)):
         typer.echo(f"wrote {path}")
 
 

@@ -271,6 +271,36 @@ def training_figure(run_dir: str | Path) -> Figure:
     return fig
 
 
+def comparison_figure(run_dirs: list[str | Path], labels: list[str] | None = None) -> Figure:
+    """Runs side by side (arms of an experiment), one line per run in each panel: training NLL, validation loss,
+    validation BLEU (accuracy for classifiers) — against the step. ``labels``: default, each run folder's name."""
+    labels = labels or [Path(r).resolve().name for r in run_dirs]
+    fig = new_figure(*TRAINING_SIZE)
+    nll_ax, valid_ax, metric_ax = fig.subplots(1, 3, sharex=True)
+    metric_name = "BLEU"
+    for run_dir, label in zip(run_dirs, labels):
+        metrics = read_metrics(run_dir)
+        train, valid = metrics["train"], metrics["valid"]
+        if not train and not valid:
+            raise ValueError(f"{run_dir}: metrics.jsonl has no train or valid records yet")
+        metric = "bleu" if any(r.get("bleu") is not None for r in valid) else "accuracy"
+        metric_name = "BLEU" if metric == "bleu" else "accuracy (%)"
+        scale = 1.0 if metric == "bleu" else 100.0
+        (line,) = nll_ax.plot([r["step"] for r in train if r.get("nll") is not None],
+                              [r["nll"] for r in train if r.get("nll") is not None], "-", label=label, linewidth=1.0)
+        for ax, key, k in ((valid_ax, "valid_loss", 1.0), (metric_ax, metric, scale)):
+            points = [(r["step"], r[key] * k) for r in valid if r.get(key) is not None]
+            ax.plot([p[0] for p in points], [p[1] for p in points], "o-", color=line.get_color(), label=label,
+                    markersize=4, linewidth=1.2)
+    for ax, title in ((nll_ax, "training NLL per target token"), (valid_ax, "validation loss"),
+                      (metric_ax, f"validation {metric_name}")):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return fig
+
+
 def relative_bias_curves(bias: Any, max_distance: int = 40) -> tuple[np.ndarray, np.ndarray]:
     """A ``RelativePositionBias``'s learned bias as curves: (distances (2M+1,), bias (H, 2M+1)) for key − query
     offsets −M … M (one curve per head; a causal table gives one value for every offset > 0, its bucket 0)."""
