@@ -13,6 +13,17 @@ if "ROSETTA_DATA" not in os.environ and _SHARED.is_dir():
 
 
 @pytest.fixture(scope="module")
+def one_thread():
+    """torch on one thread for a module's tests (restored after): tiny models gain nothing from more, and fewer keep
+    the server and load tests steady on a busy machine. A module opts in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
 def translator():
     """tiny_translator.py's English→Chinese model, loaded once per module, on one thread (restored after): the
     tiny model gains nothing from more, and fewer keep the load tests steady on a busy machine."""

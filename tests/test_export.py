@@ -37,12 +37,7 @@ def ct2():
     return pytest.importorskip("ctranslate2", reason=WHY.format("ctranslate2"))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def char_tokenizers() -> tuple[Tokenizer, Tokenizer]:

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import torch
 from tiny_models import tiny_classifier_dir, tiny_lm_dir
 from tiny_vit import digit_picture, tiny_vit_dir
 
@@ -38,12 +37,7 @@ def fuzz():
     return module
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def send(app, method, path, **kwargs):

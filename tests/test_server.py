@@ -16,14 +16,7 @@ from tiny_translator import SENTENCES, serve_in_thread, tiny_model_dir
 from rosetta.server import Settings, create_app
 from rosetta.server.batcher import Batcher
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The tiny model gains nothing from more threads; fewer keep the load test steady on a busy machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")

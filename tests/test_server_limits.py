@@ -23,7 +23,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import torch
 from tiny_models import tiny_classifier_dir, tiny_lm_dir, tiny_qa_dir, tiny_summariser_dir
 from tiny_translator import serve_in_thread, tiny_model_dir
 
@@ -36,12 +35,7 @@ LIMIT = 4096  # the body limit of the task apps below
 MB100 = 100_000_000
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 # ------------------------------------------------------------------------------------------ the middleware alone

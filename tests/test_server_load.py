@@ -12,7 +12,6 @@ import random
 
 import httpx
 import pytest
-import torch
 from tiny_models import REVIEWS, tiny_classifier_dir, tiny_lm_dir, tiny_summariser_dir
 from tiny_translator import SENTENCES, serve_in_thread
 
@@ -22,12 +21,7 @@ from rosetta.server import Settings, create_app
 TEXTS = [t for t, _ in REVIEWS[::2]] + ["", "a film", "I loved the train and hated Paris"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def bodies(rng: random.Random) -> dict[str, list[tuple[str, str, dict]]]:

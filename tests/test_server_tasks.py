@@ -28,12 +28,7 @@ SETTINGS = Settings(max_texts=8, max_chars=80, max_attention_chars=60, max_docum
                     max_document_attention_chars=200, max_new_tokens=50)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def send(app, requests):
