@@ -142,7 +142,7 @@ class Transformer(nn.Module):
             masks = [{kind: head_mask[name][i] for kind, name in (("self", "decoder"), ("cross", "cross"))
                       if name in head_mask} for i in range(self.config.n_decoder_layers)]
         x, attention = self.decoder(self.tgt_embed(tgt_in), tgt_mask, memory, memory_mask,
-                                    need_weights=need_weights or copying, head_mask=masks)
+                                    need_weights=need_weights or ("last" if copying else False), head_mask=masks)
         if copying:
             return self.copy_output(x, attention, src_ids), attention
         return (self.features(x) if features_only else self.logits(x)), attention
@@ -193,10 +193,12 @@ class Transformer(nn.Module):
         """Feed the next target tokens (B, t) (usually t = 1) → logits (B, t, V); ``state`` advances by t.
 
         Keys and values of earlier steps come from the cache, so a step costs O(t), not O(prefix). A copy model
-        returns log-probabilities (its step needs the cross-attention weights, so it runs the explicit formula)."""
+        returns log-probabilities (its step needs the last layer's cross-attention weights: that layer runs the
+        explicit formula)."""
         if self.copy_gate is not None:
             hidden = []
-            _, attention = decode_step(self.tgt_embed, self.decoder, hidden.append, tokens, state, True)
+            _, attention = decode_step(self.tgt_embed, self.decoder, hidden.append, tokens, state,
+                                       need_weights or "last")
             log_probs = self.copy_output(hidden[0], attention, state.src_ids)
             return (log_probs, attention) if need_weights else log_probs
         output = self.output if self.output_scale is None else self.logits

@@ -47,18 +47,21 @@ class LayerStack(nn.Module):
         memory: torch.Tensor | None = None,
         memory_mask: torch.Tensor | None = None,
         caches: list[LayerCache] | None = None,
-        need_weights: bool = False,
+        need_weights: bool | str = False,
         head_mask: list[dict[str, torch.Tensor]] | None = None,
     ) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
-        """x: (B, T, D) → (B, T, D), and per layer a dict of attention weights (empty unless asked).
+        """x: (B, T, D) → (B, T, D), and per layer a dict of attention weights (empty unless asked:
+        ``need_weights`` True for every layer, "last" for the last layer only — a copy model's step reads only
+        that one, and the other layers keep the fused kernel).
         head_mask: per layer {"self": (H,), "cross": (H,)} (see ``TransformerLayer``)."""
         bias = None
         if self.relative_bias is not None:  # queries follow the cached positions; keys are cache + new
             offset = caches[0].self_attn.length if caches else 0
             bias = self.relative_bias(x.shape[1], offset + x.shape[1], offset)  # (1, H, T, offset + T)
-        attention = []
+        attention, last = [], len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            x, weights = layer(x, self_mask, memory, memory_mask, caches[i] if caches else None, need_weights, bias,
+            weights_here = need_weights is True or (need_weights == "last" and i == last)
+            x, weights = layer(x, self_mask, memory, memory_mask, caches[i] if caches else None, weights_here, bias,
                                head_mask[i] if head_mask else None)
             attention.append(weights)
         if self.final_norm is not None:
@@ -147,7 +150,7 @@ def decode_step(
     output: Callable[[torch.Tensor], torch.Tensor],
     tokens: torch.Tensor,
     state: DecoderState,
-    need_weights: bool = False,
+    need_weights: bool | str = False,
 ) -> torch.Tensor | tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
     """Feed the next tokens (B, t) → logits (B, t, V); ``state`` advances by t. ``output`` maps the stack's
     (B, t, D) to logits (the output Linear, or a model's method that rescales first).
