@@ -11,6 +11,7 @@ against the model's own numbers. A screenshot is saved in the test's tmp folder 
 
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -46,16 +47,31 @@ TEXT = "I like to read books."
 
 
 @pytest.fixture(scope="module")
-def page(translator):
-    with serve_in_thread(create_app(translator, Settings())) as url, sync_api.sync_playwright() as p:
+def browser():
+    """One chromium for the module (Playwright's sync API allows one running instance per thread)."""
+    with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield browser
+        browser.close()
+
+
+@contextmanager
+def open_page(browser, translator):
+    """A page on a real server of ``translator``; fails if the page's JavaScript threw."""
+    with serve_in_thread(create_app(translator, Settings())) as url:
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         errors = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(url)
         yield page
-        browser.close()
+        page.close()
         assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture(scope="module")
+def page(browser, translator):
+    with open_page(browser, translator) as page:
+        yield page
 
 
 def chip_weights(page, side):
@@ -133,3 +149,27 @@ def test_errors_are_shown_not_thrown(page):
     page.click("#translate")
     page.wait_for_function("document.getElementById('status').textContent.startsWith('error')")
     assert "at most 300 characters" in page.inner_text("#status")
+
+
+def test_a_copy_model_shows_what_each_output_token_copied(browser, tmp_path_factory):
+    """A pointer-generator (copy_attention) served: the page shades each output token by 1 − p_gen, names the
+    source token it copied from most, and hovering it shows its cross-attention row."""
+    from tiny_translator import build_tiny_model
+
+    import rosetta
+
+    translator = rosetta.load(build_tiny_model(tmp_path_factory.mktemp("copy") / "model", steps=40, copy=True))
+    attention = translator.attention(TEXT)
+    with open_page(browser, translator) as page:
+        page.fill("#text", TEXT)
+        page.click("#translate")
+        page.wait_for_selector("#copy-tokens .token")
+        chips = page.locator("#copy-tokens .token")
+        copied = [float(chip.get_attribute("data-copied")) for chip in chips.all()]
+        assert copied == pytest.approx([1 - p for p in attention["p_gen"]], abs=1e-3)
+        source = attention["source_tokens"][attention["copy_from"][0]]
+        assert f"copied, most from “{source}”" in chips.first.get_attribute("title")
+        chips.first.hover()
+        page.wait_for_function("document.querySelector('.token[data-side=\"query\"].active') !== null")
+        row = torch.tensor(attention["cross"][-1]).mean(0)[0]
+        assert chip_weights(page, "key") == pytest.approx(row.tolist(), abs=0.006)

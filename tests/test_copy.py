@@ -126,3 +126,39 @@ def test_a_tiny_copy_model_copies_random_strings_that_one_without_the_gate_canno
         accuracy[copy] = hits / test.numel()
     assert accuracy[True] >= 0.5, accuracy
     assert accuracy[False] <= 0.25, accuracy
+
+
+def test_the_attention_answer_of_a_copy_model_says_what_each_token_copied(tmp_path):
+    """``Translator.attention`` and POST /v1/attention (the page's data): per decoder row, p_gen and the source
+    position copied from most. The gate is set by hand (w = 0, b = 0.7) so p_gen is σ(0.7) at every row."""
+    import httpx
+    from tiny_translator import build_tiny_model
+
+    import rosetta
+    from rosetta.server import Settings, create_app
+
+    translator = rosetta.load(build_tiny_model(tmp_path / "copy", steps=20, copy=True))
+    with torch.no_grad():
+        translator.model.copy_gate.proj.weight.zero_()
+        translator.model.copy_gate.proj.bias.fill_(0.7)
+    text = "I like to read books."
+    result = translator.attention(text)
+    rows = len(result["target_tokens"])
+    assert result["p_gen"] == pytest.approx([1 / (1 + math.exp(-0.7))] * rows, abs=1e-6)
+    last = torch.tensor(result["cross"][-1], dtype=torch.float64).mean(0)  # (T, S): what the copy mixes
+    assert result["copy_from"] == last.argmax(-1).tolist()
+    assert len(result["copy_from"]) == rows and max(result["copy_from"]) < len(result["source_tokens"])
+
+    app = create_app(translator, Settings())
+    try:
+        async def ask():
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r") as client:
+                return await client.post("/v1/attention", json={"text": text, "kinds": ["cross"]})
+
+        import asyncio
+        body = asyncio.run(ask()).json()
+    finally:
+        app.state.batcher.close()
+    assert body["p_gen"] == pytest.approx(result["p_gen"], abs=1e-9) and body["copy_from"] == result["copy_from"]
+    plain = rosetta.load(build_tiny_model(tmp_path / "plain", steps=0)).attention(text)
+    assert "p_gen" not in plain and "copy_from" not in plain

@@ -46,12 +46,13 @@ SENTENCES = [p[0] for p in PAIRS] + ["A student likes tea.", "Is the teacher at 
 
 
 def build_tiny_model(directory: str | Path, seed: int = 0, steps: int = 60, max_len_offset: int = 4,
-                     task: str | None = None) -> Path:
+                     task: str | None = None, copy: bool = False) -> Path:
     """Write a loadable tiny model to ``directory`` (created) and return it.
 
     ``steps`` full-batch Adam steps on PAIRS (0: random weights). ``max_len_offset`` keeps outputs that never
     reach </s> short, so decoding in the tests is fast: at most int(1.5 · source tokens) + offset tokens.
     ``task``: config.json's "task" (e.g. "summarisation": the same model, served as a summariser).
+    ``copy``: a pointer-generator (``copy_attention``), with the one shared vocabulary it needs.
     """
     from rosetta import ModelConfig, Transformer
     from rosetta.checkpoint import save_checkpoint
@@ -60,10 +61,11 @@ def build_tiny_model(directory: str | Path, seed: int = 0, steps: int = 60, max_
     from rosetta.train import label_smoothed_nll
 
     directory = Path(directory)
-    src_tok, tgt_tok = train_tokenizers([s for s, _ in PAIRS], [t for _, t in PAIRS], vocab_size=120,
-                                        joint=False, min_frequency=1)
+    src_tok, tgt_tok = train_tokenizers([s for s, _ in PAIRS], [t for _, t in PAIRS], vocab_size=120 + 120 * copy,
+                                        joint=copy, min_frequency=1)
     config = ModelConfig.preset("tiny", src_vocab_size=src_tok.vocab_size, tgt_vocab_size=tgt_tok.vocab_size,
-                                pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID, max_len=128, dropout=0.0)
+                                pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID, max_len=128, dropout=0.0,
+                                share_embeddings=copy, copy_attention=copy)
     torch.manual_seed(seed)
     model = Transformer(config)
     batch = collate_translation([(src_tok.encode(s) + [EOS_ID], tgt_tok.encode(t)) for s, t in PAIRS],

@@ -90,19 +90,35 @@ class Translator:
         Returns {"source_tokens", "target_tokens", "translation", "encoder", "decoder", "cross"}; each map
         list is per layer, a nested list (H, Tq, Tk) of floats. Source tokens end with </s>; target tokens
         start with <s> (the decoder input), so row t of a decoder map is the step that produced token t+1.
+
+        A copy model (``copy_attention``) adds, per row t: "p_gen", the probability that token t+1 was generated
+        rather than copied, and "copy_from", the source position its copy distribution weighs most (the last
+        layer's cross-attention averaged over heads, as ``Transformer.copy_output`` mixes it).
         """
         src_ids = self.encode_source(text)
         translation = self.translate([text], beam=beam)[0]
         tgt_ids = [self.config.bos_id] + self.tgt_tokenizer.encode(translation)
         src = self._src_tensor([src_ids])
         tgt = torch.tensor([tgt_ids], device=self.device)
-        _, maps = self.model(src, tgt, return_attention=True)
+        gate = getattr(self.model, "copy_gate", None)
+        gates: list[torch.Tensor] = []  # the gate's logits (1, T, 1), caught on their way through the pass
+        hook = gate.register_forward_hook(lambda _m, _i, out: gates.append(out)) if gate is not None else None
+        try:
+            _, maps = self.model(src, tgt, return_attention=True)
+        finally:
+            if hook is not None:
+                hook.remove()
         as_lists = {kind: [layer[0].float().cpu().tolist() for layer in layers] for kind, layers in maps.items()}
+        copying = {}
+        if gates:
+            copying = {"p_gen": torch.sigmoid(gates[-1][0, :, 0].float()).cpu().tolist(),
+                       "copy_from": maps["cross"][-1][0].mean(dim=0).argmax(dim=-1).cpu().tolist()}
         return {
             "source_tokens": [self.src_tokenizer.id_to_token(i) for i in src_ids],
             "target_tokens": [self.tgt_tokenizer.id_to_token(i) for i in tgt_ids],
             "translation": translation,
             **as_lists,
+            **copying,
         }
 
 

@@ -90,6 +90,10 @@ class AttentionResponse(BaseModel):
     encoder: list[list[list[list[float]]]] | None = Field(None, description="per layer (H, S, S)")
     decoder: list[list[list[list[float]]]] | None = Field(None, description="per layer (H, T, T)")
     cross: list[list[list[list[float]]]] | None = Field(None, description="per layer (H, T, S)")
+    p_gen: list[float] | None = Field(None, description="a copy model only: per decoder row t, the probability "
+                                      "that token t+1 was generated rather than copied from the source")
+    copy_from: list[int] | None = Field(None, description="a copy model only: per decoder row t, the source "
+                                        "position its copy distribution weighs most")
 
 
 def count_parameters(config) -> int:

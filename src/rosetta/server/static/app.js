@@ -175,6 +175,28 @@ function renderTokens(holder, tokens, side) {
   }));
 }
 
+// A copy model (pointer-generator) says per output token how much was copied (1 − p_gen) and from which
+// source token; hovering a token shows its cross-attention row, the distribution it copies from.
+function renderCopy(r) {
+  $("copy").hidden = !r.p_gen;
+  if (!r.p_gen) return;
+  const produced = axisTokens(r, "cross")[0];
+  $("copy-tokens").replaceChildren(...r.p_gen.map((p, i) => {
+    const chip = document.createElement("span"), copied = 1 - p;
+    chip.className = "token copy"; chip.dataset.copied = copied.toFixed(3);
+    chip.textContent = produced[i];
+    chip.style.background = `rgba(228, 87, 46, ${copied.toFixed(3)})`;
+    chip.title = `${Math.round(copied * 100)}% copied, most from “${r.source_tokens[r.copy_from[i]]}”` +
+      ` (source position ${r.copy_from[i]})`;
+    chip.addEventListener("mouseenter", () => {
+      if (state.kind !== "cross") { state.kind = $("kind").value = "cross"; fillControls(); render(); }
+      setHover({ side: "query", index: i });
+    });
+    chip.addEventListener("mouseleave", () => setHover(null));
+    return chip;
+  }));
+}
+
 // ------------------------------------------------------------------------------------------ hovering
 function setHover(hover) {
   const same = hover && state.hover && hover.side === state.hover.side && hover.index === state.hover.index
@@ -195,7 +217,7 @@ function hoverCell(canvas, event) {
 // Several maps on screen: their mean.
 function updateReadout(rows, cols, maps) {
   const h = state.hover, readout = $("readout");
-  document.querySelectorAll(".token").forEach((chip) => {
+  document.querySelectorAll(".token[data-side]").forEach((chip) => {
     chip.classList.remove("active"); chip.style.background = ""; chip.querySelector(".w").textContent = "";
   });
   if (!h) { readout.textContent = "Hover a token or a cell to see what it attends to."; return; }
@@ -288,6 +310,7 @@ async function translate(event) {
     $("result").hidden = false;
     fillControls();
     render();
+    renderCopy(body);
     status.textContent = `${Math.round(performance.now() - start)} ms`;
   } catch (error) {
     status.className = "error"; status.textContent = `error: ${error.message}`;
