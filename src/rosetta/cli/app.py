@@ -72,14 +72,18 @@ def load_model(model: Path, device: str = "cpu"):
 
 def model_family(model: Path) -> str | None:
     """The family of the model in ``model``, read from its config.json without loading any weights: a Rosetta
-    model, checkpoint or run directory says it ("translation" when it names none), a Hugging Face directory or
-    the pretrained name is an "encoder". None when there is no readable config (a wrong path) or it names no
-    known family: the loader then says why it cannot load it."""
+    model, checkpoint or run directory says it ("translation" when it names none), a Hugging Face directory the
+    family its model_type is registered under, the pretrained name an "encoder". None when there is no readable
+    config (a wrong path) or it names no known family: the loader then says why it cannot load it."""
     from rosetta import checkpoint as ckpt
+    from rosetta.models.hf import REGISTRY
     from rosetta.models.pretrained import MINILM_NAMES, is_huggingface_dir
 
-    if str(model).lower() in MINILM_NAMES or is_huggingface_dir(model):
+    if str(model).lower() in MINILM_NAMES:
         return "encoder"
+    if is_huggingface_dir(model):  # its model_type's family in the registry (rosetta.models.hf)
+        spec = REGISTRY.get(ckpt.read_config(Path(model)).get("model_type"))
+        return spec.family if spec else None
     try:
         family = ckpt.model_family(ckpt.read_config(ckpt.resolve_model_dir(model)))
     except (ckpt.CheckpointError, OSError, ValueError):

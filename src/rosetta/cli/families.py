@@ -33,7 +33,7 @@ def generate(
     the model's context keeps its last tokens (with a warning). <pad>, <s> and <unk> are never generated."""
     import torch
 
-    from rosetta.data.tokenizer import UNK_ID
+    from rosetta.data.tokenizer import UNK
     from rosetta.decode.sampling import stream_text
 
     if max_new_tokens < 0:
@@ -47,8 +47,9 @@ def generate(
         fail(f"{model} holds a {loaded.family} model; generate needs a language model (task = \"lm\")")
     tokenizer = loaded.tokenizer
     ids = tokenizer.encode(prompt)
-    if UNK_ID in ids:
-        typer.secho(f"warning: {ids.count(UNK_ID)} prompt token(s) unknown to the tokenizer became <unk>",
+    unk_id = tokenizer.token_to_id(UNK)  # None in a byte-level vocabulary without <unk> (GPT-2's): none unknown
+    if unk_id is not None and unk_id in ids:
+        typer.secho(f"warning: {ids.count(unk_id)} prompt token(s) unknown to the tokenizer became <unk>",
                     fg=typer.colors.YELLOW, err=True)
     generator = None
     if seed is not None:

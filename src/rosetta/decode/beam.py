@@ -8,18 +8,23 @@ GNMT length penalty lp(Y) = ((5 + |Y|) / 6)^α (Wu et al., 2016, §7). A step re
     2. alive     the K best candidates that did not end stay alive
     3. done      sentences that cannot improve leave the batch (their results are written out)
     4. follow    the decoder's caches follow the surviving hypotheses (``state.select_beams``)
+
+Hugging Face's scoring and stopping (lp(Y) = |Y|^α, ``generate``'s stopping estimate, a forced final EOS) are
+options for its models: ``length_norm="hf"``, ``force_eos``, ``renormalize`` (``beam_search_nbest``).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from rosetta.decode.defaults import DEFAULTS
 from rosetta.decode.sampling import apply_min_length, no_repeat_ngram_filter
-from rosetta.decode.search import Hypothesis, _banned_tokens, gnmt_penalty, output_limits
+from rosetta.decode.search import LENGTH_NORMS, Hypothesis, _banned_tokens, force_eos_at_limit, output_limits
 
 
 @dataclass
@@ -45,12 +50,14 @@ class _Beams:
     fin_scores: torch.Tensor  # (Bₐ, K) normalised, best first; −∞ for an empty slot
     fin_tokens: torch.Tensor  # (Bₐ, K, T)
     fin_lengths: torch.Tensor  # (Bₐ, K) output tokens, EOS excluded
+    lp: Callable[..., Any] = LENGTH_NORMS["gnmt"]  # lp(length, α): the length penalty's formula
 
     @classmethod
-    def start(cls, limits: torch.Tensor, k: int, total: int, pad_id: int, alpha: float) -> _Beams:
-        n, device = limits.shape[0], limits.device
+    def start(cls, limits: torch.Tensor, k: int, total: int, pad_id: int, alpha: float, norm: str = "gnmt"
+              ) -> _Beams:
+        n, device, lp = limits.shape[0], limits.device, LENGTH_NORMS[norm]
         return cls(
-            sentences=list(range(n)), limits=limits, lp_at_limit=gnmt_penalty(limits.float(), alpha),
+            sentences=list(range(n)), limits=limits, lp_at_limit=lp(limits.float(), alpha), lp=lp,
             alive_scores=torch.zeros((n, 1), device=device),
             alive_tokens=torch.full((n, 1, total), pad_id, dtype=torch.long, device=device),
             fin_scores=torch.full((n, k), -math.inf, device=device),
@@ -88,7 +95,7 @@ def _finish(beams: _Beams, cand: _Candidates, at_limit: torch.Tensor, step: int,
     ends = first_k & (cand.eos | at_limit[:, None]) & (cand.scores > -math.inf)
     if not bool(ends.any()):
         return
-    new_scores = (cand.scores / gnmt_penalty(step + 1, alpha)).masked_fill(~ends, -math.inf)
+    new_scores = (cand.scores / beams.lp(step + 1, alpha)).masked_fill(~ends, -math.inf)
     new_tokens = beams.alive_tokens.gather(1, cand.beam[:, :, None].expand(-1, -1, total)).clone()
     new_tokens[:, :, step] = cand.token
     new_lengths = step + 1 - cand.eos.long()  # EOS is scored but not an output token
@@ -105,14 +112,17 @@ def _choose_alive(cand: _Candidates, k: int) -> tuple[torch.Tensor, torch.Tensor
 
 
 def _done(beams: _Beams, alive_scores: torch.Tensor, at_limit: torch.Tensor, step: int, alpha: float,
-          early_stopping: bool) -> torch.Tensor:
+          early_stopping: bool, norm: str = "gnmt") -> torch.Tensor:
     """3. Which sentences are done (Bₐ,) bool: K finished hypotheses and no alive one can beat the worst of
-    them (or, with ``early_stopping``, K finished at all), or the length limit reached."""
+    them (or, with ``early_stopping``, K finished at all), or the length limit reached. With ``norm="hf"``,
+    "can beat" is Hugging Face's estimate: the best alive score over its current length, lp(step + 1)."""
     worst_finished = beams.fin_scores[:, -1]  # −∞ until K hypotheses finished
     if early_stopping:
         done = worst_finished > -math.inf
+    elif norm == "hf":
+        done = worst_finished >= alive_scores[:, 0] / beams.lp(step + 1, alpha)
     else:
-        best_lp = beams.lp_at_limit.clamp(min=gnmt_penalty(step + 2, alpha))
+        best_lp = beams.lp_at_limit.clamp(min=beams.lp(step + 2, alpha))
         done = worst_finished >= alive_scores[:, 0] / best_lp
     return done | at_limit
 
@@ -155,6 +165,9 @@ def beam_search_nbest(
     length_penalty: float = DEFAULTS.length_penalty,
     early_stopping: bool = False,
     no_repeat_ngram_size: int = 0,
+    length_norm: str = "gnmt",
+    force_eos: bool = False,
+    renormalize: bool = False,
 ) -> list[list[Hypothesis]]:
     """Beam search over a batch of sources src_ids (B, S); returns per sentence its ``n_best`` hypotheses,
     best first, scored log P(Y | X) / lp(Y) with lp(Y) = ((5 + |Y|) / 6)^``length_penalty``.
@@ -174,7 +187,16 @@ def beam_search_nbest(
     Finished sentences leave the batch (their rows are dropped in the same reorder), so the remaining ones
     run at the batch size they need. ``no_repeat_ngram_size`` n > 0: no hypothesis extends into an n-gram it
     already contains (``no_repeat_ngram_filter`` on each alive hypothesis's tokens).
+
+    Hugging Face's conventions (``generate``, ``early_stopping=False``), for its models:
+    * ``length_norm="hf"``: lp(Y) = |Y|^α, and a sentence stops once its worst finished score ≥ the best alive
+      raw score / lp(its current length) — ``generate``'s estimate, not a bound: a longer hypothesis could
+      still have won with α > 0.
+    * ``force_eos``: the last token a limit allows is EOS, at no cost (``forced_eos_token_id``).
+    * ``renormalize``: log-probabilities are renormalised after the bans (``renormalize_logits``).
     """
+    if length_norm not in LENGTH_NORMS:
+        raise ValueError(f"length_norm={length_norm!r} is not one of {sorted(LENGTH_NORMS)}")
     if beam_size < 1 or not 1 <= n_best <= beam_size:
         raise ValueError(f"need beam_size ≥ 1 and 1 ≤ n_best ≤ beam_size, got {beam_size} and {n_best}")
     config, k, alpha = model.config, beam_size, length_penalty
@@ -184,7 +206,7 @@ def beam_search_nbest(
 
     memory, memory_mask, _ = model.encode(src_ids)
     state = model.start_decoding(memory, memory_mask, src_ids)  # one row per sentence until the beams fill
-    beams = _Beams.start(limits, k, total, config.pad_id, alpha)
+    beams = _Beams.start(limits, k, total, config.pad_id, alpha, length_norm)
     results: list[list[Hypothesis]] = [[] for _ in range(n)]
     tokens = torch.full((n, 1), config.bos_id, dtype=torch.long, device=src_ids.device)
     for step in range(total):
@@ -195,12 +217,17 @@ def beam_search_nbest(
         if no_repeat_ngram_size:
             history = beams.alive_tokens[:, :, :step].reshape(log_probs.shape[0], step)  # (Bₐ·W, step)
             no_repeat_ngram_filter(log_probs, history, no_repeat_ngram_size)
-        cand = _candidates(log_probs, beams, k, config.eos_id)
         at_limit = beams.limits == step + 1  # (Bₐ,) this token is the last one allowed
+        if force_eos:
+            force_eos_at_limit(log_probs, at_limit.repeat_interleave(log_probs.shape[0] // at_limit.shape[0]),
+                               config.eos_id)
+        if renormalize:
+            log_probs = torch.log_softmax(log_probs, dim=-1)
+        cand = _candidates(log_probs, beams, k, config.eos_id)
 
         _finish(beams, cand, at_limit, step, k, alpha)
         alive_scores, alive_beam, alive_token = _choose_alive(cand, k)
-        done = _done(beams, alive_scores, at_limit, step, alpha, early_stopping)
+        done = _done(beams, alive_scores, at_limit, step, alpha, early_stopping, length_norm)
 
         keep = None
         if bool(done.any()):
@@ -228,8 +255,12 @@ def beam_search(
     length_penalty: float = DEFAULTS.length_penalty,
     early_stopping: bool = False,
     no_repeat_ngram_size: int = 0,
+    length_norm: str = "gnmt",
+    force_eos: bool = False,
+    renormalize: bool = False,
 ) -> list[list[int]]:
     """``beam_search_nbest`` with n_best = 1, returning only the best token ids of each sentence."""
     nbest = beam_search_nbest(model, src_ids, beam_size, 1, max_len, max_len_ratio, max_len_offset, min_len,
-                              length_penalty, early_stopping, no_repeat_ngram_size)
+                              length_penalty, early_stopping, no_repeat_ngram_size, length_norm, force_eos,
+                              renormalize)
     return [hyps[0].tokens if hyps else [] for hyps in nbest]

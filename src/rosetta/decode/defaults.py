@@ -25,6 +25,13 @@ class DecodeOptions:
     max_len_ratio,  an output has at most ``int(max_len_ratio · source tokens) + max_len_offset`` tokens
     max_len_offset  (fairseq's max_len_a / max_len_b)
     no_repeat_ngram_size  n > 0: no output contains the same n-gram twice (fairseq / Hugging Face); 0 = off
+
+    Hugging Face ``generate``'s conventions, which its models (``rosetta.models.hf``) are read with
+    (``rosetta.decode.search``):
+    max_len         at most this many output tokens (EOS not counted) instead of the ratio; None = the ratio
+    length_norm     "gnmt" (the default above) or "hf": lp(Y) = |Y|^α, with ``generate``'s stopping rule
+    force_eos       the last token the limit allows is EOS (``forced_eos_token_id``)
+    renormalize     beam search renormalises log-probabilities after the bans (``renormalize_logits``)
     """
 
     beam: int = 4
@@ -32,6 +39,10 @@ class DecodeOptions:
     max_len_ratio: float = 1.5
     max_len_offset: int = 10
     no_repeat_ngram_size: int = 0
+    max_len: int | None = None
+    length_norm: str = "gnmt"
+    force_eos: bool = False
+    renormalize: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> DecodeOptions:

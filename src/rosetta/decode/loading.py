@@ -37,9 +37,7 @@ from rosetta.models.pretrained import (
     MINILM_NAMES,
     PretrainedError,
     is_huggingface_dir,
-    load_pretrained,
     load_tokenizer,
-    resolve_pretrained,
 )
 from rosetta.models.vit import ViT
 
@@ -106,22 +104,26 @@ def _fresh_model(path: Path, info: dict[str, Any], family: str) -> tuple[nn.Modu
 
 
 def load_huggingface(directory: str | Path, device: torch.device) -> LoadedModel:
-    """A Hugging Face BERT folder (or all-MiniLM-L6-v2) as an encoder. As for Rosetta's folders, whatever keeps
-    it from loading is a ``CheckpointError`` naming the folder: pickle-only weights, a missing or damaged file,
-    an architecture or weights ``load_pretrained`` does not take."""
-    path = resolve_pretrained(directory)
-    ckpt.refuse_pickle(path)
+    """A Hugging Face directory (or all-MiniLM-L6-v2) of any registered family (``rosetta.models.hf``). As for
+    Rosetta's folders, whatever keeps it from loading is a ``CheckpointError`` naming the folder: pickle-only
+    weights, a missing or damaged file, an architecture or weights the family's maps do not take."""
+    from rosetta.models.hf.reader import read_hf
+
     try:
-        model = load_pretrained(path)
-        tokenizer = load_tokenizer(path)
+        loaded = read_hf(directory)
+    except CheckpointError:
+        raise
     except (FileNotFoundError, PretrainedError) as e:  # their messages name the file and what is wrong
         raise CheckpointError(one_line(e)) from e
     except Exception as e:  # safetensors, json and tokenizers raise their own types for a damaged file
-        raise CheckpointError(f"{path}: cannot read this Hugging Face model ({one_line(e)}); copy the folder again"
-                              ) from e
-    info = {"family": "encoder", "source": "huggingface", "model": model.config.to_dict(),
-            "tokenizer": "pretrained", "path": str(path)}
-    return LoadedModel("encoder", model.to(device).eval(), tokenizer, info)
+        raise CheckpointError(f"{directory}: cannot read this Hugging Face model ({one_line(e)}); copy the folder "
+                              "again") from e
+    info = {"family": loaded.family, "model": loaded.model.config.to_dict(), "tokenizer": "pretrained",
+            **loaded.info}
+    if loaded.family == "encoder" and getattr(loaded.model, "num_labels", 0):
+        id2label = loaded.hf_config.get("id2label") or {}
+        info["labels"] = [id2label.get(str(i), id2label.get(i, str(i))) for i in range(loaded.model.num_labels)]
+    return LoadedModel(loaded.family, loaded.model.to(device), loaded.tokenizer, info, loaded.target_tokenizer)
 
 
 def load_text_tokenizer(directory: Path, info: dict[str, Any]):

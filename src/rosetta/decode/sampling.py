@@ -15,10 +15,16 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from rosetta.special_tokens import BOS_ID, PAD_ID, UNK_ID
+from rosetta.special_tokens import BOS, PAD, UNK
 
 # Never produced by a language model trained on plain text: those tokens never occur in its targets.
-LM_SUPPRESS = (PAD_ID, BOS_ID, UNK_ID)
+LM_SUPPRESS = (PAD, BOS, UNK)
+
+
+def never_generated(tokenizer) -> list[int]:
+    """Ids of ``LM_SUPPRESS``'s tokens in this vocabulary (a Rosetta one: 0, 1, 3). A pretrained vocabulary
+    without them (GPT-2's, where ids 0, 1, 3 are "!", '"', "$") suppresses nothing, as transformers does."""
+    return [i for i in map(tokenizer.token_to_id, LM_SUPPRESS) if i is not None]
 
 
 def apply_min_length(logits: torch.Tensor, step: int, min_len: int, eos_id: int) -> torch.Tensor:
@@ -157,14 +163,16 @@ def generate(
 
 def stream_text(model, tokenizer, prompt: str, max_new_tokens: int, temperature: float = 1.0,
                 top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None,
-                suppress: Sequence[int] = LM_SUPPRESS) -> Iterator[tuple[int, str]]:
+                suppress: Sequence[int] | None = None) -> Iterator[tuple[int, str]]:
     """Continue ``prompt`` (text) with ``generate``, yielding (token id, the text it adds) per new token.
 
     The pieces are read off the decoded continuation: piece_t = decode(ids[:t+1])[len(decode(ids[:t])):]. A
     byte-level token that ends inside a multi-byte character adds "" (its half character decodes to U+FFFD)
     and the token that completes the character carries it; so the pieces join to ``tokenizer.decode(ids)``,
-    except an unfinished character at the very end (decode the ids for the final text)."""
+    except an unfinished character at the very end (decode the ids for the final text). ``suppress``: ids never
+    produced (None: ``never_generated(tokenizer)``)."""
     ids = tokenizer.encode(prompt)
+    suppress = never_generated(tokenizer) if suppress is None else suppress
     produced: list[int] = []
     shown = ""
     for token in generate(model, ids, max_new_tokens, temperature, top_k, top_p, generator=generator,

@@ -17,6 +17,12 @@ lists without BOS and EOS. PAD and BOS are never produced. Scores are sums of th
 (log_softmax of the raw logits; tokens that are forbidden — PAD, BOS, EOS before ``min_len`` — are removed,
 not renormalised). |Y| counts the scored tokens: the output tokens plus the EOS when one ended the output.
 
+Hugging Face's conventions, as options (``rosetta.models.hf`` models decode with them, to give exactly what
+``transformers``' ``generate`` gives): ``length_norm="hf"`` scores a finished beam log P(Y | X) / |Y|^α and stops
+a sentence by ``generate``'s rule (``rosetta.decode.beam``); ``force_eos`` makes the last token a limit allows
+EOS (``forced_eos_token_id``); ``renormalize`` (beam) renormalises the log-probabilities after the bans
+(``renormalize_logits``).
+
 Output length limits (per sentence; ``src_len`` = its source tokens without padding):
 
 * ``max_len``                      — at most this many output tokens, EOS not counted;
@@ -73,6 +79,22 @@ def gnmt_penalty(length: int | torch.Tensor, alpha: float) -> float | torch.Tens
     return ((5 + length) / 6) ** alpha
 
 
+def hf_penalty(length: int | torch.Tensor, alpha: float) -> float | torch.Tensor:
+    """Hugging Face's length penalty lp(Y) = |Y|^α (``generate``'s ``length_penalty``); α = 0 gives 1."""
+    return length**alpha
+
+
+LENGTH_NORMS = {"gnmt": gnmt_penalty, "hf": hf_penalty}
+
+
+def force_eos_at_limit(scores: torch.Tensor, at_limit: torch.Tensor, eos_id: int) -> None:
+    """In place, for the rows (N, V) whose next token is the last allowed (``at_limit`` (N,) bool): −∞ for every
+    token but EOS, which gets 0 — Hugging Face's ``forced_eos_token_id``: an output that reaches the limit ends
+    with EOS, at no cost to its score."""
+    scores.masked_fill_(at_limit[:, None], -math.inf)
+    scores[:, eos_id].masked_fill_(at_limit, 0.0)
+
+
 def _banned_tokens(config, device: torch.device) -> torch.Tensor:
     """Ids never produced: PAD and BOS (their logits are set to −∞ every step)."""
     return torch.tensor(sorted({config.pad_id, config.bos_id}), device=device)
@@ -89,6 +111,7 @@ def greedy_search(
     min_len: int = 0,
     return_scores: bool = False,
     no_repeat_ngram_size: int = 0,
+    force_eos: bool = False,
 ) -> list[list[int]] | list[Hypothesis]:
     """Greedy decoding of a batch of sources src_ids (B, S) (padded with ``config.pad_id``).
 
@@ -97,6 +120,8 @@ def greedy_search(
     long ones. Returns per sentence its token ids (no BOS/EOS), or with ``return_scores`` a ``Hypothesis``
     whose score is the sum of its tokens' log-probabilities (EOS included when it ended the output).
     ``no_repeat_ngram_size`` n > 0: no output contains the same n-gram twice (``no_repeat_ngram_filter``).
+    ``force_eos``: the last token a limit allows is EOS (``force_eos_at_limit``), so outputs that reach it have
+    one token fewer (Hugging Face's ``forced_eos_token_id``).
     """
     config = model.config
     eos = config.eos_id
@@ -122,6 +147,8 @@ def greedy_search(
         apply_min_length(logits, step, min_len, eos)
         if no_repeat_ngram_size:
             no_repeat_ngram_filter(logits, out[rows, :step], no_repeat_ngram_size)
+        if force_eos:
+            force_eos_at_limit(logits, row_limits <= step + 1, eos)
         best = logits.max(dim=-1).indices  # (N,); first of equal maxima, as argmax, but faster on the CPU
         if return_scores:
             gained = logits.gather(1, best[:, None]).squeeze(1) - log_z

@@ -19,6 +19,7 @@ from rosetta.decode.defaults import DecodeOptions, max_source_tokens
 from rosetta.decode.folder import build, decode_options, model_config, open_folder, read_tokenizers
 from rosetta.decode.precision import for_inference, resolve_inference_precision
 from rosetta.decode.search import greedy_search, output_limits
+from rosetta.models.pretrained import is_huggingface_dir
 from rosetta.models.transformer import Transformer
 from rosetta.nn.config import ModelConfig
 
@@ -61,6 +62,7 @@ class Translator:
             texts = [texts]
         options = self.decode_options
         beam = beam or options.beam
+        max_length = max_length or options.max_len
         alpha = options.length_penalty if length_penalty is None else length_penalty
         ratio, offset = options.max_len_ratio, options.max_len_offset
         no_repeat = options.no_repeat_ngram_size if no_repeat_ngram_size is None else no_repeat_ngram_size
@@ -78,10 +80,13 @@ class Translator:
 
     def _search(self, src: torch.Tensor, beam: int, alpha: float, **options: Any) -> list[list[int]]:
         """Output ids of a padded batch of sources (B, S): greedy (beam 1) or beam search over ``self.model``
-        (a ``Transformer``, or an exported model's engine offering the same interface)."""
+        (a ``Transformer``, or an exported model's engine offering the same interface). A Hugging Face model's
+        options add ``generate``'s conventions (``DecodeOptions``: force_eos, length_norm, renormalize)."""
+        hf = self.decode_options
         if beam <= 1:
-            return greedy_search(self.model, src, **options)
-        return beam_search(self.model, src, beam_size=beam, length_penalty=alpha, **options)
+            return greedy_search(self.model, src, force_eos=hf.force_eos, **options)
+        return beam_search(self.model, src, beam_size=beam, length_penalty=alpha, length_norm=hf.length_norm,
+                           force_eos=hf.force_eos, renormalize=hf.renormalize, **options)
 
     @torch.inference_mode()
     def attention(self, text: str, beam: int = 1) -> dict[str, Any]:
@@ -145,7 +150,13 @@ def load(directory: str | Path, device: str | torch.device = "cpu", int8: bool =
 
     A broken folder (missing, truncated or corrupt files, a config.json that does not fit the weights, no
     tokenizer, pickle weights) raises ``CheckpointError`` with one line naming the file and the fix
-    (``rosetta.decode.folder``)."""
+    (``rosetta.decode.folder``).
+
+    A Hugging Face directory (config.json with a ``model_type``) of a translation family (``rosetta.models.hf``:
+    Marian / opus-mt) loads into Rosetta's ``Transformer`` and decodes as ``generate`` would, with the options of
+    its generation_config.json (``translator_from_huggingface``)."""
+    if is_huggingface_dir(directory):
+        return translator_from_huggingface(directory, device, int8, precision, sentences, beam)
     path, info = open_folder(directory)
     return translator_from_folder(path, info, device, int8, threads, precision, sentences, beam)
 
@@ -168,10 +179,37 @@ def translator_from_folder(path: Path, info: dict[str, Any], device: str | torch
     model = build(path, lambda: Transformer(config))
     src_tok, tgt_tok = read_tokenizers(path)
     ckpt.load_weights(path, model, "cpu")
+    return _ready(model, src_tok, tgt_tok, info, device, "int8" if int8 else precision,
+                  sentences * (beam or options.beam))
+
+
+def _ready(model: Transformer, src_tok, tgt_tok, info: dict[str, Any], device: str | torch.device, precision: str,
+           rows: int) -> Translator:
+    """The Translator of a loaded model, moved to ``device`` in ``precision`` (auto decides by the ``rows`` a
+    decoding step holds)."""
     device = torch.device(device)
-    rows = sentences * (beam or options.beam)
-    precision = resolve_inference_precision("int8" if int8 else precision, device, rows)
+    precision = resolve_inference_precision(precision, device, rows)
     model = for_inference(model.to(device).eval(), precision)
     translator = Translator(model, src_tok, tgt_tok, info, device)
     translator.precision = precision
     return translator
+
+
+def translator_from_huggingface(directory: str | Path, device: str | torch.device = "cpu", int8: bool = False,
+                                precision: str = "fp32", sentences: int = 64, beam: int | None = None) -> Translator:
+    """A Hugging Face translation directory (``rosetta.models.hf``'s "translation" families) as a Translator
+    whose decoding options are its generation_config.json's (``generation_options``). Problems are the
+    ``CheckpointError`` of ``load_huggingface``: one line naming the file and the fix."""
+    from rosetta.decode.loading import load_huggingface  # here: loading imports this module
+    from rosetta.models.hf.generation import generation_options
+    from rosetta.models.hf.reader import read_hf_config
+
+    loaded = load_huggingface(directory, torch.device("cpu"))
+    if loaded.family != "translation":
+        raise ValueError(f"{directory} holds a Hugging Face {loaded.info.get('model_type')!r} model of the "
+                         f"{loaded.family!r} family; rosetta.load() loads translation models (load_any reads any)")
+    path = Path(loaded.info["path"])
+    info = {**loaded.info, "decode": generation_options(path, read_hf_config(path))}
+    rows = sentences * (beam or info["decode"].get("beam", 1))
+    return _ready(loaded.model, loaded.tokenizer, loaded.target_tokenizer, info, device,
+                  "int8" if int8 else precision, rows)

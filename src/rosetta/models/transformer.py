@@ -73,7 +73,7 @@ class Transformer(nn.Module):
         self.tgt_embed = Embeddings(config.tgt_vocab_size, config, token=shared)
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
-        self.output = nn.Linear(config.d_model, config.tgt_vocab_size, bias=False)
+        self.output = nn.Linear(config.d_model, config.tgt_vocab_size, bias=config.output_bias)
         self.output_scale = config.d_model**-0.5 if config.scale_decoder_output else None
         init_weights(self, config)
         if config.tie_output:
@@ -89,7 +89,7 @@ class Transformer(nn.Module):
         return hidden if self.output_scale is None else hidden * self.output_scale
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Decoder output (B, T, D) → logits (B, T, V) = features(hidden) W_outᵀ."""
+        """Decoder output (B, T, D) → logits (B, T, V) = features(hidden) W_outᵀ (+ b_out with ``output_bias``)."""
         return self.output(self.features(hidden))
 
     def copy_output(self, hidden: torch.Tensor, attention: list[dict[str, torch.Tensor]],

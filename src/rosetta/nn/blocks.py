@@ -52,7 +52,7 @@ def make_norm(config: ModelConfig) -> nn.Module:
 class FeedForward(nn.Module):
     """Position-wise feed-forward network, applied to each position alike (§3.3).
 
-    relu/gelu: FFN(x) = act(x W1 + b1) W2 + b2
+    relu/gelu/silu: FFN(x) = act(x W1 + b1) W2 + b2
     swiglu:    FFN(x) = (SiLU(x W1) ⊙ x W3) W2          (Shazeer, 2020)
     geglu:     FFN(x) = (GELU_tanh(x W1) ⊙ x W3) W2     (Shazeer, 2020; T5 v1.1's "gated-gelu", tanh GELU)
     (B, T, D) → (B, T, D) through a hidden size d_ff. For T5: W1 = wi / wi_0, W3 = wi_1, W2 = wo.
@@ -75,6 +75,8 @@ class FeedForward(nn.Module):
             h = F.gelu(h)
         elif self.activation == "gelu_tanh":
             h = F.gelu(h, approximate="tanh")
+        elif self.activation == "silu":
+            h = F.silu(h)
         elif self.activation == "swiglu":
             h = F.silu(h) * self.w3(x)
         else:  # geglu
@@ -96,7 +98,7 @@ class Embeddings(nn.Module):
         self.scale = embedding_scale(config.d_model) if config.scale_embeddings else 1.0
         self.position: nn.Module | None = None
         if config.positional == "sinusoidal":
-            self.position = SinusoidalPositionalEncoding(config.d_model, config.max_len)
+            self.position = SinusoidalPositionalEncoding(config.d_model, config.max_len, config.sinusoidal_layout)
         elif config.positional == "learned":
             self.position = LearnedPositionalEmbedding(config.max_len, config.d_model)
         self.token_type = nn.Embedding(config.type_vocab_size, config.d_model) if config.type_vocab_size else None

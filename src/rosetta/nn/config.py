@@ -19,8 +19,9 @@ from rosetta.special_tokens import BOS_ID, EOS_ID, PAD_ID
 
 POSITIONALS = ("sinusoidal", "learned", "rope", "none", "relative")
 NORMS = ("layernorm", "rmsnorm")
-ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "swiglu", "geglu")
+ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu", "swiglu", "geglu")
 GATED_ACTIVATIONS = ("swiglu", "geglu")  # a second input projection W3 gates the hidden units
+SINUSOIDAL_LAYOUTS = ("interleaved", "halves")  # sin/cos in alternate columns, or all sines then all cosines
 
 # name → sizes; vocabularies and ids are the caller's (they come from the tokenizer).
 PRESETS: dict[str, dict[str, Any]] = {
@@ -57,6 +58,12 @@ class ModelConfig:
 
     copy_attention: the encoder–decoder's output mixes generating and copying source tokens (pointer-generator,
     ``rosetta.nn.copy``); needs one shared vocabulary (share_embeddings).
+
+    Marian (opus-mt; ``rosetta.models.hf.marian``):
+    sinusoidal_layout: "interleaved" = sin / cos in alternate columns (the paper); "halves" = the sines of all
+    frequencies in the first half of the vector, their cosines in the second (Marian, tensor2tensor).
+    output_bias: the encoder–decoder's output Linear has a bias (Marian's ``final_logits_bias``).
+    activation "silu" (= swish): FFN(x) = SiLU(x W1 + b1) W2 + b2, ungated.
     """
 
     src_vocab_size: int = 32000
@@ -93,6 +100,8 @@ class ModelConfig:
     scale_decoder_output: bool = False
     heads_per_layer: dict[str, list[int]] | None = None
     copy_attention: bool = False
+    sinusoidal_layout: str = "interleaved"
+    output_bias: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -107,7 +116,8 @@ class ModelConfig:
                 f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
                 "change n_heads or set d_k and d_v explicitly"
             )
-        for name, allowed in (("positional", POSITIONALS), ("norm", NORMS), ("activation", ACTIVATIONS)):
+        for name, allowed in (("positional", POSITIONALS), ("norm", NORMS), ("activation", ACTIVATIONS),
+                              ("sinusoidal_layout", SINUSOIDAL_LAYOUTS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not one of {allowed}")
         if self.positional == "rope" and self.head_dim_k % 2:

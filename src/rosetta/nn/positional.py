@@ -22,17 +22,21 @@ import torch
 from torch import nn
 
 
-def sinusoidal_encoding(seq_len: int, d_model: int, base: float = 10000.0) -> torch.Tensor:
+def sinusoidal_encoding(seq_len: int, d_model: int, base: float = 10000.0, layout: str = "interleaved"
+                        ) -> torch.Tensor:
     """The sinusoidal table, shape (seq_len, d_model).
 
-    Column 2i holds sin(pos / base^(2i/d_model)) and column 2i+1 holds cos of the same angle; an odd
-    ``d_model`` simply has one more sine column than cosine columns.
+    ``layout="interleaved"`` (the paper): column 2i holds sin(pos / base^(2i/d_model)) and column 2i+1 holds cos
+    of the same angle. ``layout="halves"`` (Marian, tensor2tensor): the same sines in columns 0 … ⌈D/2⌉−1, then
+    the cosines. Either way an odd ``d_model`` simply has one more sine column than cosine columns.
     """
     if seq_len < 0 or d_model <= 0:
         raise ValueError(f"sinusoidal_encoding needs seq_len >= 0 and d_model > 0, got {seq_len}, {d_model}")
     position = torch.arange(seq_len, dtype=torch.float64).unsqueeze(1)  # (T, 1)
     two_i = torch.arange(0, d_model, 2, dtype=torch.float64)  # (ceil(D/2),)
     angle = position / base ** (two_i / d_model)  # (T, ceil(D/2))
+    if layout == "halves":
+        return torch.cat([torch.sin(angle), torch.cos(angle[:, : d_model // 2])], dim=1).float()
     table = torch.zeros(seq_len, d_model, dtype=torch.float64)
     table[:, 0::2] = torch.sin(angle)
     table[:, 1::2] = torch.cos(angle[:, : d_model // 2])
@@ -45,16 +49,16 @@ class SinusoidalPositionalEncoding(nn.Module):
     The table is cached as a buffer and regrown on demand, so any length works.
     """
 
-    def __init__(self, d_model: int, initial_len: int = 1024):
+    def __init__(self, d_model: int, initial_len: int = 1024, layout: str = "interleaved"):
         super().__init__()
-        self.d_model = d_model
-        self.register_buffer("table", sinusoidal_encoding(initial_len, d_model), persistent=False)
+        self.d_model, self.layout = d_model, layout
+        self.register_buffer("table", sinusoidal_encoding(initial_len, d_model, layout=layout), persistent=False)
 
     def forward(self, seq_len: int, offset: int = 0) -> torch.Tensor:
         """(T, D) rows of the table for positions offset … offset+seq_len-1."""
         end = offset + seq_len
         if end > self.table.shape[0]:
-            self.table = sinusoidal_encoding(max(end, 2 * self.table.shape[0]), self.d_model).to(
+            self.table = sinusoidal_encoding(max(end, 2 * self.table.shape[0]), self.d_model, layout=self.layout).to(
                 self.table.device
             )
         return self.table[offset:end]

@@ -1,0 +1,59 @@
+"""A Hugging Face directory's decoding options (generation_config.json) as Rosetta's ``DecodeOptions`` fields.
+
+    generation_config.json              DecodeOptions (``rosetta.decode.defaults``; the dict's keys are its fields)
+    num_beams (default 1)           →   beam
+    length_penalty (default 1.0)    →   length_penalty, with length_norm "hf": score / |Y|^α
+    max_new_tokens, or max_length   →   max_len = max_new_tokens, or max_length − 1 (max_length counts the
+      (default 20)                      decoder's start token)
+    forced_eos_token_id             →   force_eos: the last token the limit allows is EOS
+    renormalize_logits              →   renormalize
+    no_repeat_ngram_size            →   no_repeat_ngram_size
+    bad_words_ids [[pad]]           →   nothing to do: Rosetta's searches never produce pad (other bans: a warning)
+
+A directory without generation_config.json keeps these options in config.json (as ``transformers`` reads it).
+Rosetta's searches with these options give what ``generate(num_beams=…)`` gives (tests/test_hf_marian.py).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+from rosetta.models.pretrained import PretrainedError
+
+GENERATION_FILE = "generation_config.json"
+HF_MAX_LENGTH = 20  # ``GenerationConfig.max_length`` when a directory does not say
+
+
+def read_generation_config(path: Path, hf: dict[str, Any]) -> dict[str, Any]:
+    """generation_config.json of ``path``, or config.json's dict ``hf`` when there is none."""
+    file = path / GENERATION_FILE
+    if not file.is_file():
+        return hf
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PretrainedError(f"{file} is not valid JSON ({e}); copy it again or delete it") from e
+
+
+def generation_options(path: Path, hf: dict[str, Any]) -> dict[str, Any]:
+    """The ``DecodeOptions`` fields (a dict) that make Rosetta's search decode as ``generate`` does with the
+    directory's generation config (the module docstring has the map)."""
+    gen = read_generation_config(path, hf)
+    pad = gen.get("pad_token_id", hf.get("pad_token_id"))
+    banned = [ids for ids in gen.get("bad_words_ids") or [] if ids != [pad]]
+    if banned:
+        warnings.warn(f"{path}: bad_words_ids {banned[:4]} are not applied (Rosetta bans only the pad token)",
+                      stacklevel=2)
+    max_len = gen.get("max_new_tokens") or (gen.get("max_length") or HF_MAX_LENGTH) - 1
+    return {
+        "beam": gen.get("num_beams") or 1,
+        "length_penalty": float(gen.get("length_penalty", 1.0)),
+        "length_norm": "hf",
+        "max_len": max(max_len, 1),
+        "force_eos": gen.get("forced_eos_token_id") is not None,
+        "renormalize": bool(gen.get("renormalize_logits", False)),
+        "no_repeat_ngram_size": gen.get("no_repeat_ngram_size") or 0,
+    }
