@@ -1,4 +1,4 @@
-"""GPT-2 Hugging Face directories in Rosetta's own ``LanguageModel`` (``rosetta.models.hf.gpt2``).
+"""GPT-2 Hugging Face directories in Rosetta's own ``LanguageModel`` (``rosetta.hub.gpt2``).
 
 The reference is ``transformers``: a tiny random ``GPT2LMHeadModel`` saved with ``save_pretrained`` next to a
 byte-level BPE tokenizer trained here with ``tokenizers`` (GPT-2's pipeline, <|endoftext|> as the last id, as in
@@ -24,9 +24,9 @@ from rosetta.checkpoint import CheckpointError
 from rosetta.cli import app
 from rosetta.decode.loading import load_any
 from rosetta.decode.sampling import generate, never_generated, stream_text
-from rosetta.models.hf.byte_level import ByteLevelTokenizer
-from rosetta.models.hf.gpt2 import config_to_hf, save_gpt2
-from rosetta.models.hf.reader import read_hf
+from rosetta.hub.byte_level import ByteLevelTokenizer
+from rosetta.hub.gpt2 import config_to_hf, save_gpt2
+from rosetta.hub.reader import read_hf
 from rosetta.models.lm import LanguageModel, gpt_config
 from rosetta.models.pretrained import PretrainedError
 from rosetta.server import Settings, create_app

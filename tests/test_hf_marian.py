@@ -27,8 +27,8 @@ from typer.testing import CliRunner  # noqa: E402
 import rosetta  # noqa: E402
 from rosetta.checkpoint import CheckpointError  # noqa: E402
 from rosetta.cli import app  # noqa: E402
-from rosetta.models.hf.marian import config_from_hf, config_to_hf, weights_to_hf  # noqa: E402
-from rosetta.models.hf.reader import read_hf  # noqa: E402
+from rosetta.hub.marian import config_from_hf, config_to_hf, weights_to_hf  # noqa: E402
+from rosetta.hub.reader import read_hf  # noqa: E402
 from rosetta.models.transformer import Transformer  # noqa: E402
 
 EN = ["The cat sits on the mat.", "I am a student.", "She reads a book every evening.", "We like green apples.",

@@ -23,14 +23,16 @@ ALLOWED = {
     "models": {"nn", "special_tokens"},
     "data": {"io", "special_tokens"},
     "checkpoint": {"io"},
-    "train": {"checkpoint", "data", "decode", "models", "nn", "special_tokens", "io", "hardware"},
-    "decode": {"checkpoint", "data", "models", "nn", "special_tokens", "io", "hardware"},
-    "tasks": {"checkpoint", "data", "decode", "models", "nn", "special_tokens", "train", "io"},
-    "compress": {"checkpoint", "data", "decode", "models", "nn", "special_tokens", "tasks", "train", "io"},
-    "view": {"checkpoint", "data", "decode", "models", "nn", "special_tokens", "io"},
-    "server": {"checkpoint", "data", "decode", "models", "nn", "special_tokens", "view", "io"},
-    "cli": {"checkpoint", "compress", "data", "decode", "models", "nn", "special_tokens", "tasks", "train", "view",
-            "server", "io"},
+    # Hugging Face families: a model's maps (models, nn) with its tokenizers (data), pickles refused (checkpoint)
+    "hub": {"checkpoint", "data", "models", "nn", "special_tokens", "io"},
+    "train": {"checkpoint", "data", "decode", "hub", "models", "nn", "special_tokens", "io", "hardware"},
+    "decode": {"checkpoint", "data", "hub", "models", "nn", "special_tokens", "io", "hardware"},
+    "tasks": {"checkpoint", "data", "decode", "hub", "models", "nn", "special_tokens", "train", "io"},
+    "compress": {"checkpoint", "data", "decode", "hub", "models", "nn", "special_tokens", "tasks", "train", "io"},
+    "view": {"checkpoint", "data", "decode", "hub", "models", "nn", "special_tokens", "io"},
+    "server": {"checkpoint", "data", "decode", "hub", "models", "nn", "special_tokens", "view", "io"},
+    "cli": {"checkpoint", "compress", "data", "decode", "hub", "models", "nn", "special_tokens", "tasks", "train",
+            "view", "server", "io"},
 }
 
 

@@ -7,6 +7,7 @@ The code is laid out by part, imports pointing one way (docs/concepts.md maps ea
 
     nn/          the pieces: attention, positional encodings, blocks, the layer stack, ModelConfig
     models/      arrangements of the pieces: Transformer, LanguageModel (GPT), EncoderModel (BERT), pretrained
+    hub/         Hugging Face directories into those arrangements: one registry of families by model_type
     data/        corpora, clean-up, tokenizers, batching (stands alone)
     checkpoint/  atomic checkpoint directories and the run-folder layout (stands alone)
     train/       the Trainer, losses, schedules, precision, recipes

@@ -76,12 +76,12 @@ def model_family(model: Path) -> str | None:
     family its model_type is registered under, the pretrained name an "encoder". None when there is no readable
     config (a wrong path) or it names no known family: the loader then says why it cannot load it."""
     from rosetta import checkpoint as ckpt
-    from rosetta.models.hf import REGISTRY
+    from rosetta.hub import REGISTRY
     from rosetta.models.pretrained import MINILM_NAMES, is_huggingface_dir
 
     if str(model).lower() in MINILM_NAMES:
         return "encoder"
-    if is_huggingface_dir(model):  # its model_type's family in the registry (rosetta.models.hf)
+    if is_huggingface_dir(model):  # its model_type's family in the registry (rosetta.hub)
         spec = REGISTRY.get(ckpt.read_config(Path(model)).get("model_type"))
         return spec.family if spec else None
     try:

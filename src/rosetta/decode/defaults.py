@@ -26,7 +26,7 @@ class DecodeOptions:
     max_len_offset  (fairseq's max_len_a / max_len_b)
     no_repeat_ngram_size  n > 0: no output contains the same n-gram twice (fairseq / Hugging Face); 0 = off
 
-    Hugging Face ``generate``'s conventions, which its models (``rosetta.models.hf``) are read with
+    Hugging Face ``generate``'s conventions, which its models (``rosetta.hub``) are read with
     (``rosetta.decode.search``):
     max_len         at most this many output tokens (EOS not counted) instead of the ratio; None = the ratio
     length_norm     "gnmt" (the default above) or "hf": lp(Y) = |Y|^α, with ``generate``'s stopping rule

@@ -5,13 +5,31 @@
 
     >>> fill_mask(load_any("runs/zh-bert-mlm"), "北京是中国的首<mask>。")
     [[('都', 0.83), ...]]
+
+A Hugging Face masked LM (BertForMaskedLM, DistilBertForMaskedLM) reads its own framing, [CLS] … [SEP], from its
+tokenizer.json; ``<mask>`` in the text stands for its [MASK] (writing [MASK] works too).
 """
 
 from __future__ import annotations
 
 import torch
 
+from rosetta.data.tokenizer import Tokenizer
 from rosetta.special_tokens import BOS_ID, EOS_ID, MASK, MASK_ID
+
+HF_MASK = "[MASK]"
+
+
+def masked_input(tokenizer, text: str) -> tuple[list[int], int]:
+    """(input ids of ``text``, the mask token's id): <s> … </s> with a Rosetta tokenizer; with a Hugging Face
+    ``tokenizers.Tokenizer`` its post-processor's framing ([CLS] … [SEP]), ``<mask>`` read as [MASK]."""
+    if isinstance(tokenizer, Tokenizer):
+        return [BOS_ID, *tokenizer.encode(text), EOS_ID], MASK_ID
+    mask_id = tokenizer.token_to_id(HF_MASK)
+    if mask_id is None:
+        raise ValueError(f"this tokenizer has no {HF_MASK} token, so it cannot fill masks")
+    encoding = tokenizer.encode(text.replace(MASK, HF_MASK))
+    return encoding.ids[: sum(encoding.attention_mask)], mask_id
 
 
 @torch.no_grad()
@@ -21,16 +39,16 @@ def fill_mask(loaded, text: str, top_k: int = 5) -> list[list[tuple[str, float]]
     model = loaded.model
     if getattr(model, "mlm", None) is None:
         raise ValueError(f"{loaded.info.get('path', 'this model')} has no MLM head: fill-mask needs a model trained "
-                         'with task = "mlm"')
+                         'with task = "mlm" or a Hugging Face BertForMaskedLM / DistilBertForMaskedLM')
     if top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
-    ids = [BOS_ID, *loaded.tokenizer.encode(text), EOS_ID]
-    positions = [i for i, t in enumerate(ids) if t == MASK_ID]
+    ids, mask_id = masked_input(loaded.tokenizer, text)
+    positions = [i for i, t in enumerate(ids) if t == mask_id]
     if not positions:
         raise ValueError(f"no {MASK} in the text: write {MASK} where a token is to be predicted, "
                          f"e.g. 北京是中国的首{MASK}。")
     if len(ids) > model.config.max_len:
-        raise ValueError(f"the text is {len(ids)} tokens with <s> and </s>; the model reads at most "
+        raise ValueError(f"the text is {len(ids)} tokens with its start and end tokens; the model reads at most "
                          f"{model.config.max_len}")
     device = next(model.parameters()).device
     hidden = model(torch.tensor([ids], device=device))[0, positions]  # (M, D)

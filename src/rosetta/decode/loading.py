@@ -104,10 +104,10 @@ def _fresh_model(path: Path, info: dict[str, Any], family: str) -> tuple[nn.Modu
 
 
 def load_huggingface(directory: str | Path, device: torch.device) -> LoadedModel:
-    """A Hugging Face directory (or all-MiniLM-L6-v2) of any registered family (``rosetta.models.hf``). As for
+    """A Hugging Face directory (or all-MiniLM-L6-v2) of any registered family (``rosetta.hub``). As for
     Rosetta's folders, whatever keeps it from loading is a ``CheckpointError`` naming the folder: pickle-only
     weights, a missing or damaged file, an architecture or weights the family's maps do not take."""
-    from rosetta.models.hf.reader import read_hf
+    from rosetta.hub.reader import read_hf
 
     try:
         loaded = read_hf(directory)

@@ -17,7 +17,7 @@ lists without BOS and EOS. PAD and BOS are never produced. Scores are sums of th
 (log_softmax of the raw logits; tokens that are forbidden — PAD, BOS, EOS before ``min_len`` — are removed,
 not renormalised). |Y| counts the scored tokens: the output tokens plus the EOS when one ended the output.
 
-Hugging Face's conventions, as options (``rosetta.models.hf`` models decode with them, to give exactly what
+Hugging Face's conventions, as options (``rosetta.hub`` models decode with them, to give exactly what
 ``transformers``' ``generate`` gives): ``length_norm="hf"`` scores a finished beam log P(Y | X) / |Y|^α and stops
 a sentence by ``generate``'s rule (``rosetta.decode.beam``); ``force_eos`` makes the last token a limit allows
 EOS (``forced_eos_token_id``); ``renormalize`` (beam) renormalises the log-probabilities after the bans

@@ -152,7 +152,7 @@ def load(directory: str | Path, device: str | torch.device = "cpu", int8: bool =
     tokenizer, pickle weights) raises ``CheckpointError`` with one line naming the file and the fix
     (``rosetta.decode.folder``).
 
-    A Hugging Face directory (config.json with a ``model_type``) of a translation family (``rosetta.models.hf``:
+    A Hugging Face directory (config.json with a ``model_type``) of a translation family (``rosetta.hub``:
     Marian / opus-mt) loads into Rosetta's ``Transformer`` and decodes as ``generate`` would, with the options of
     its generation_config.json (``translator_from_huggingface``)."""
     if is_huggingface_dir(directory):
@@ -197,12 +197,12 @@ def _ready(model: Transformer, src_tok, tgt_tok, info: dict[str, Any], device: s
 
 def translator_from_huggingface(directory: str | Path, device: str | torch.device = "cpu", int8: bool = False,
                                 precision: str = "fp32", sentences: int = 64, beam: int | None = None) -> Translator:
-    """A Hugging Face translation directory (``rosetta.models.hf``'s "translation" families) as a Translator
+    """A Hugging Face translation directory (``rosetta.hub``'s "translation" families) as a Translator
     whose decoding options are its generation_config.json's (``generation_options``). Problems are the
     ``CheckpointError`` of ``load_huggingface``: one line naming the file and the fix."""
     from rosetta.decode.loading import load_huggingface  # here: loading imports this module
-    from rosetta.models.hf.generation import generation_options
-    from rosetta.models.hf.reader import read_hf_config
+    from rosetta.hub.generation import generation_options
+    from rosetta.hub.reader import read_hf_config
 
     loaded = load_huggingface(directory, torch.device("cpu"))
     if loaded.family != "translation":

@@ -3,6 +3,7 @@
     ids (B, T) ─ Embeddings (token + position + token type, LayerNorm) ─ N × EncoderLayer ─ hidden (B, T, D)
         hidden ─ mean over real tokens [─ L2 normalise] ─ sentence embedding (B, D)        (``embed``)
         hidden ─ pooler tanh(W·h_[CLS]) or mean pooling ─ Linear ─ logits (B, num_labels)   (``classify``)
+        hidden ─ ReLU(W·h_[CLS] + b) ─ Linear ─ logits (B, num_labels)     (``classify``, with pre_classifier)
         hidden ─ Linear ─ GELU ─ LayerNorm ─ · Eᵀ + b ─ logits (…, vocab)     (``mlm_logits``, with mlm_head)
         hidden ─ Linear(D, 2) ─ start / end logits (B, T) each                (``span_logits``, with span_head)
 
@@ -54,20 +55,22 @@ class EncoderModel(nn.Module):
     its output matrix the token embedding table); span_head=True a span head for extractive question answering
     (``qa_outputs``, as BERT's ``BertForQuestionAnswering``). pooler=True adds BERT's pooler,
     tanh(Linear(h_[CLS])), which the head then reads (as BERT's ``BertForSequenceClassification``); without it
-    the head reads the mean of the real tokens, which trains well from scratch.
+    the head reads the mean of the real tokens, which trains well from scratch. pre_classifier=True reads
+    ReLU(Linear(h_[CLS])) instead (DistilBERT's ``DistilBertForSequenceClassification``).
 
     attention_mask (B, T), 1/True at real tokens, defaults to ``ids != config.pad_id``; right padding is then
     invisible to the real tokens and to the pooling.
     """
 
     def __init__(self, config: ModelConfig, num_labels: int = 0, pooler: bool = False, mlm_head: bool = False,
-                 span_head: bool = False):
+                 span_head: bool = False, pre_classifier: bool = False):
         super().__init__()
         self.config = config
         self.num_labels = num_labels
         self.embeddings = Embeddings(config.src_vocab_size, config)
         self.encoder = Encoder(config)
         self.pooler = nn.Linear(config.d_model, config.d_model) if pooler else None
+        self.pre_classifier = nn.Linear(config.d_model, config.d_model) if pre_classifier else None
         self.head_dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(config.d_model, num_labels) if num_labels > 0 else None
         self.mlm = MLMHead(config, self.embeddings.token) if mlm_head else None
@@ -120,7 +123,8 @@ class EncoderModel(nn.Module):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Class logits (B, num_labels): Linear(Dropout(pooler(h_[CLS]))) with a pooler, else of the mean."""
+        """Class logits (B, num_labels): Linear(Dropout(pooler(h_[CLS]))) with a pooler (or pre_classifier), else
+        of the mean."""
         hidden = self(ids, attention_mask, token_type_ids)
         return self.head(hidden, self.real_tokens(ids, attention_mask))
 
@@ -131,7 +135,9 @@ class EncoderModel(nn.Module):
         syncs gradients only for calls that go through its own ``forward``) and apply the head after it."""
         if self.classifier is None:
             raise ValueError("this EncoderModel has no classification head; build it with num_labels > 0")
-        if self.pooler is not None:
+        if self.pre_classifier is not None:
+            features = F.relu(self.pre_classifier(hidden[:, 0]))  # DistilBERT: the first token ([CLS])
+        elif self.pooler is not None:
             features = torch.tanh(self.pooler(hidden[:, 0]))  # the first token ([CLS])
         else:
             features = mean_pool(hidden, real_tokens)

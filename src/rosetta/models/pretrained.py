@@ -151,15 +151,23 @@ def convert_bert_weights(tensors: dict[str, torch.Tensor], n_layers: int) -> dic
     tensors = {_hf_name(k): v for k, v in tensors.items()}
     pooler = "pooler.dense.weight" in tensors
     classifier = "classifier.weight" in tensors
-    mapping = weight_map(n_layers, pooler, classifier)
+    return rename_weights(tensors, weight_map(n_layers, pooler, classifier), f"{n_layers}-layer BERT")
+
+
+def rename_weights(tensors: dict[str, torch.Tensor], mapping: dict[str, list[str]], what: str,
+                   ignored: tuple[str, ...] = IGNORED_PREFIXES) -> dict[str, torch.Tensor]:
+    """Apply a ``weight_map``-style mapping (Rosetta name → the Hugging Face names concatenated along dim 0).
+
+    Raises PretrainedError naming every missing weight, and every unknown one not starting with ``ignored``
+    (a sign of another architecture; ``what`` names the one expected)."""
     missing = [hf for parts in mapping.values() for hf in parts if hf not in tensors]
     if missing:
         raise PretrainedError(f"{len(missing)} weights missing from the checkpoint: {', '.join(missing[:8])}"
                               + (" …" if len(missing) > 8 else ""))
     used = {hf for parts in mapping.values() for hf in parts}
-    unknown = sorted(k for k in tensors if k not in used and not k.startswith(IGNORED_PREFIXES))
+    unknown = sorted(k for k in tensors if k not in used and not k.startswith(ignored))
     if unknown:
-        raise PretrainedError(f"unexpected weights for a {n_layers}-layer BERT: {', '.join(unknown[:8])}"
+        raise PretrainedError(f"unexpected weights for a {what}: {', '.join(unknown[:8])}"
                               + (" …" if len(unknown) > 8 else ""))
     return {ours: torch.cat([tensors[hf] for hf in parts]) if len(parts) > 1 else tensors[parts[0]]
             for ours, parts in mapping.items()}

@@ -59,7 +59,7 @@ class ModelConfig:
     copy_attention: the encoder–decoder's output mixes generating and copying source tokens (pointer-generator,
     ``rosetta.nn.copy``); needs one shared vocabulary (share_embeddings).
 
-    Marian (opus-mt; ``rosetta.models.hf.marian``):
+    Marian (opus-mt; ``rosetta.hub.marian``):
     sinusoidal_layout: "interleaved" = sin / cos in alternate columns (the paper); "halves" = the sines of all
     frequencies in the first half of the vector, their cosines in the second (Marian, tensor2tensor).
     output_bias: the encoder–decoder's output Linear has a bias (Marian's ``final_logits_bias``).

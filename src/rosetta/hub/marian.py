@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from rosetta.data.sentencepiece import marian_tokenizers
-from rosetta.models.hf.registry import register_hf
+from rosetta.hub.registry import register_hf
 from rosetta.models.pretrained import PretrainedError
 from rosetta.models.transformer import Transformer
 from rosetta.nn.config import ModelConfig

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from rosetta.checkpoint.files import refuse_pickle
-from rosetta.models.hf.registry import hf_family
+from rosetta.hub.registry import hf_family
 from rosetta.models.pretrained import CONFIG_FILE, WEIGHTS_FILE, PretrainedError, resolve_pretrained
 
 INDEX_FILE = "model.safetensors.index.json"

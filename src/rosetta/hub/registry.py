@@ -11,7 +11,7 @@ directory into Rosetta's own blocks:
     family            the Rosetta family it becomes: "translation", "lm", "encoder" or "vit"
 
 and, where the family has a way back, ``config_to_hf`` / ``weights_to_hf``. Families register themselves at
-import (``rosetta.models.hf`` imports each family's module):
+import (``rosetta.hub`` imports each family's module):
 
     @register_hf("marian", family="translation")
     class Marian: ...

@@ -26,7 +26,7 @@ order of our fused ``qkv_proj``:
 
 The causal-mask buffers ``attn.bias`` / ``attn.masked_bias`` of old checkpoints are not weights and are skipped.
 Options our blocks do not have (``UNSUPPORTED``) are refused in one line. Tokenizer: the directory's byte-level
-BPE (``rosetta.models.hf.byte_level``).
+BPE (``rosetta.hub.byte_level``).
 
 The way back: ``config_to_hf`` / ``weights_to_hf`` turn a ``LanguageModel`` in GPT-2's layout into a config.json
 and tensors ``GPT2LMHeadModel.from_pretrained`` reads; ``save_gpt2`` writes the directory.
@@ -41,8 +41,8 @@ from typing import Any
 
 import torch
 
-from rosetta.models.hf.byte_level import ByteLevelTokenizer
-from rosetta.models.hf.registry import register_hf
+from rosetta.hub.byte_level import ByteLevelTokenizer
+from rosetta.hub.registry import register_hf
 from rosetta.models.lm import GPT_LAYOUT, LanguageModel, gpt_config
 from rosetta.models.pretrained import ACTIVATIONS, CONFIG_FILE, WEIGHTS_FILE, PretrainedError
 from rosetta.nn.config import ModelConfig
