@@ -50,14 +50,19 @@ class _Beams:
     fin_scores: torch.Tensor  # (Bₐ, K) normalised, best first; −∞ for an empty slot
     fin_tokens: torch.Tensor  # (Bₐ, K, T)
     fin_lengths: torch.Tensor  # (Bₐ, K) output tokens, EOS excluded
-    lp: Callable[..., Any] = LENGTH_NORMS["gnmt"]  # lp(length, α): the length penalty's formula
+    norm: str = "gnmt"  # the length penalty's formula, a key of LENGTH_NORMS
+
+    @property
+    def lp(self) -> Callable[..., Any]:
+        """lp(length, α) of ``norm``."""
+        return LENGTH_NORMS[self.norm]
 
     @classmethod
     def start(cls, limits: torch.Tensor, k: int, total: int, pad_id: int, alpha: float, norm: str = "gnmt"
               ) -> _Beams:
         n, device, lp = limits.shape[0], limits.device, LENGTH_NORMS[norm]
         return cls(
-            sentences=list(range(n)), limits=limits, lp_at_limit=lp(limits.float(), alpha), lp=lp,
+            sentences=list(range(n)), limits=limits, lp_at_limit=lp(limits.float(), alpha), norm=norm,
             alive_scores=torch.zeros((n, 1), device=device),
             alive_tokens=torch.full((n, 1, total), pad_id, dtype=torch.long, device=device),
             fin_scores=torch.full((n, k), -math.inf, device=device),
@@ -112,14 +117,14 @@ def _choose_alive(cand: _Candidates, k: int) -> tuple[torch.Tensor, torch.Tensor
 
 
 def _done(beams: _Beams, alive_scores: torch.Tensor, at_limit: torch.Tensor, step: int, alpha: float,
-          early_stopping: bool, norm: str = "gnmt") -> torch.Tensor:
+          early_stopping: bool) -> torch.Tensor:
     """3. Which sentences are done (Bₐ,) bool: K finished hypotheses and no alive one can beat the worst of
-    them (or, with ``early_stopping``, K finished at all), or the length limit reached. With ``norm="hf"``,
+    them (or, with ``early_stopping``, K finished at all), or the length limit reached. With ``beams.norm`` "hf",
     "can beat" is Hugging Face's estimate: the best alive score over its current length, lp(step + 1)."""
     worst_finished = beams.fin_scores[:, -1]  # −∞ until K hypotheses finished
     if early_stopping:
         done = worst_finished > -math.inf
-    elif norm == "hf":
+    elif beams.norm == "hf":
         done = worst_finished >= alive_scores[:, 0] / beams.lp(step + 1, alpha)
     else:
         best_lp = beams.lp_at_limit.clamp(min=beams.lp(step + 2, alpha))
@@ -227,7 +232,7 @@ def beam_search_nbest(
 
         _finish(beams, cand, at_limit, step, k, alpha)
         alive_scores, alive_beam, alive_token = _choose_alive(cand, k)
-        done = _done(beams, alive_scores, at_limit, step, alpha, early_stopping, length_norm)
+        done = _done(beams, alive_scores, at_limit, step, alpha, early_stopping)
 
         keep = None
         if bool(done.any()):

@@ -51,6 +51,24 @@ def one_line(error: BaseException | str) -> str:
     return " ".join(str(error).split())
 
 
+def read_huggingface(directory: str | Path):
+    """``rosetta.hub.reader.read_hf(directory)`` (an ``HFModel``), with whatever keeps it from loading as a
+    ``CheckpointError`` of one line naming the folder, as for Rosetta's folders: pickle-only weights, a missing
+    or damaged file, an architecture or weights the family's maps do not take."""
+    from rosetta.hub.reader import read_hf  # here: reading the registry imports every family's module
+    from rosetta.models.pretrained import PretrainedError
+
+    try:
+        return read_hf(directory)
+    except CheckpointError:
+        raise
+    except (FileNotFoundError, PretrainedError) as e:  # their messages name the file and what is wrong
+        raise CheckpointError(one_line(e)) from e
+    except Exception as e:  # safetensors, json and tokenizers raise their own types for a damaged file
+        raise CheckpointError(f"{directory}: cannot read this Hugging Face model ({one_line(e)}); copy the folder "
+                              "again") from e
+
+
 def open_folder(directory: str | Path) -> tuple[Path, dict[str, Any]]:
     """(model folder, its checked config.json) of a model, checkpoint or training run folder; see the module
     docstring for what is checked."""

@@ -26,16 +26,21 @@ import torch
 from torch import nn
 
 from rosetta import checkpoint as ckpt
-from rosetta.checkpoint import CheckpointError
 from rosetta.data.batching import pad
 from rosetta.data.tokenizer import Tokenizer, encode_texts
-from rosetta.decode.folder import build, image_spec, model_config, one_line, open_folder, read_tokenizer
+from rosetta.decode.folder import (
+    build,
+    image_spec,
+    model_config,
+    open_folder,
+    read_huggingface,
+    read_tokenizer,
+)
 from rosetta.decode.translator import translator_from_folder
 from rosetta.models.encoder import EncoderModel, mean_pool
 from rosetta.models.lm import LanguageModel
 from rosetta.models.pretrained import (
     MINILM_NAMES,
-    PretrainedError,
     is_huggingface_dir,
     load_tokenizer,
 )
@@ -107,17 +112,7 @@ def load_huggingface(directory: str | Path, device: torch.device) -> LoadedModel
     """A Hugging Face directory (or all-MiniLM-L6-v2) of any registered family (``rosetta.hub``). As for
     Rosetta's folders, whatever keeps it from loading is a ``CheckpointError`` naming the folder: pickle-only
     weights, a missing or damaged file, an architecture or weights the family's maps do not take."""
-    from rosetta.hub.reader import read_hf
-
-    try:
-        loaded = read_hf(directory)
-    except CheckpointError:
-        raise
-    except (FileNotFoundError, PretrainedError) as e:  # their messages name the file and what is wrong
-        raise CheckpointError(one_line(e)) from e
-    except Exception as e:  # safetensors, json and tokenizers raise their own types for a damaged file
-        raise CheckpointError(f"{directory}: cannot read this Hugging Face model ({one_line(e)}); copy the folder "
-                              "again") from e
+    loaded = read_huggingface(directory)
     info = {"family": loaded.family, "model": loaded.model.config.to_dict(), "tokenizer": "pretrained",
             **loaded.info}
     if loaded.family == "encoder" and getattr(loaded.model, "num_labels", 0):

@@ -16,7 +16,7 @@ from rosetta.data.batching import pad
 from rosetta.decode.allocator import keep_freed_memory
 from rosetta.decode.beam import beam_search
 from rosetta.decode.defaults import DecodeOptions, max_source_tokens
-from rosetta.decode.folder import build, decode_options, model_config, open_folder, read_tokenizers
+from rosetta.decode.folder import build, decode_options, model_config, open_folder, read_huggingface, read_tokenizers
 from rosetta.decode.precision import for_inference, resolve_inference_precision
 from rosetta.decode.search import greedy_search, output_limits
 from rosetta.models.pretrained import is_huggingface_dir
@@ -199,17 +199,16 @@ def translator_from_huggingface(directory: str | Path, device: str | torch.devic
                                 precision: str = "fp32", sentences: int = 64, beam: int | None = None) -> Translator:
     """A Hugging Face translation directory (``rosetta.hub``'s "translation" families) as a Translator
     whose decoding options are its generation_config.json's (``generation_options``). Problems are the
-    ``CheckpointError`` of ``load_huggingface``: one line naming the file and the fix."""
-    from rosetta.decode.loading import load_huggingface  # here: loading imports this module
+    ``CheckpointError`` of ``read_huggingface``: one line naming the file and the fix."""
     from rosetta.hub.generation import generation_options
-    from rosetta.hub.reader import read_hf_config
 
-    loaded = load_huggingface(directory, torch.device("cpu"))
+    loaded = read_huggingface(directory)
     if loaded.family != "translation":
         raise ValueError(f"{directory} holds a Hugging Face {loaded.info.get('model_type')!r} model of the "
                          f"{loaded.family!r} family; rosetta.load() loads translation models (load_any reads any)")
     path = Path(loaded.info["path"])
-    info = {**loaded.info, "decode": generation_options(path, read_hf_config(path))}
+    info = {"family": "translation", "model": loaded.model.config.to_dict(), "tokenizer": "pretrained",
+            **loaded.info, "decode": generation_options(path, loaded.hf_config)}
     rows = sentences * (beam or info["decode"].get("beam", 1))
     return _ready(loaded.model, loaded.tokenizer, loaded.target_tokenizer, info, device,
                   "int8" if int8 else precision, rows)
