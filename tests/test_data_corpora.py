@@ -279,6 +279,15 @@ def test_text_and_classification_layouts(tmp_path):
                                        clean=["unescape_ptb"]) == [("a ( good ) film", 1)]
     with pytest.raises(ValueError, match="no labels"):
         corpora.load_classification("sst2", "test", tmp_path)
+    senti = tmp_path / "chnsenticorp"
+    senti.mkdir()
+    (senti / "train.tsv").write_text("label\ttext_a\n1\t酒店  很好\t还行\n0\t太差了\n\n", encoding="utf-8")
+    (senti / "dev.tsv").write_text("label\ttext_a\n0\t房间 小\n", encoding="utf-8")
+    assert corpora.load_classification("chnsenticorp", "train", tmp_path) == [("酒店 很好 还行", 1), ("太差了", 0)]
+    assert corpora.load_classification("chnsenticorp", "valid", tmp_path) == [("房间 小", 0)]
+    with pytest.raises(ValueError, match="no split 'test'; its splits: train, valid"):
+        corpora.load_classification("chnsenticorp", "test", tmp_path)
+    assert corpora.get_corpus("chnsenticorp").labels == corpora.get_corpus("sst2").labels == ("negative", "positive")
     stats = corpora.corpus_stats("sst2", tmp_path)
     assert stats["files"]["glue/train.tsv"]["lines"] == 3
     assert corpora.describe("sst2", tmp_path)["location"] == str(sst)
@@ -334,6 +343,8 @@ def test_real_corpora_sizes(real_data):
     assert (de, en) != corpora.load_parallel("multi30k", "train", real_data, src_lang="en")[0]
     assert [len(corpora.load_classification("sst2", s, real_data)) for s in ("train", "valid")] == [67349, 872]
     assert {label for _, label in corpora.load_classification("sst2", "valid", real_data)} == {0, 1}
+    senti = [corpora.load_classification("chnsenticorp", s, real_data) for s in ("train", "valid")]
+    assert [len(x) for x in senti] == [9600, 1200] and {label for _, label in senti[1]} == {0, 1}
     train, valid = (corpora.load_text("tinyshakespeare", s, real_data) for s in ("train", "valid"))
     assert len(train) + len(valid) == 1115394 and len(train) == int(1115394 * 0.9)
     for info in corpora.list_corpora():

@@ -16,12 +16,15 @@ from rosetta.data.qa import (
     char_span,
     cmrc_splits,
     collate_windows,
+    drcd_articles,
+    load_qa,
     make_windows,
     parse_squad,
     python_offset,
     questions_of,
     read_squad,
     specials_of,
+    to_simplified_articles,
     xquad_splits,
 )
 from rosetta.data.tokenizer import Tokenizer
@@ -229,3 +232,59 @@ def test_real_answers_come_back_from_windows(wordpiece, chars):
             assert recovered == len(found)  # characters: the exact gold text, every time
         else:
             assert recovered >= 0.99 * len(found)  # WordPiece: a token may reach past the answer ("34" of "4个")
+
+
+# ------------------------------------------------------------------------------------ Traditional → Simplified
+def test_traditional_articles_become_simplified_with_every_answer_at_its_offset():
+    data = {"data": [{"title": "梵語", "paragraphs": [{"context": "在歐洲，梵語的學術研究由德國學者開創。", "qas": [
+        {"id": "1", "question": "哪一地區？", "answers": [{"text": "歐洲", "answer_start": 1}]},
+        {"id": "2", "question": "誰開創了研究？", "answers": [{"text": "德國學者", "answer_start": 12},
+                                                        {"text": "不在文中", "answer_start": -1}]}]}]}]}
+    (article,) = to_simplified_articles(parse_squad(data))
+    q1, q2 = article.questions
+    assert article.title == "梵语" and q1.context == "在欧洲，梵语的学术研究由德国学者开创。"  # written by hand
+    assert (q1.question, q2.question) == ("哪一地区？", "谁开创了研究？")
+    assert [(a.text, a.start) for a in q1.answers + q2.answers] == [("欧洲", 1), ("德国学者", 12), ("不在文中", -1)]
+    assert [s.text for s in q2.spans] == ["德国学者"] and q1.context[12:16] == "德国学者"
+
+
+def test_a_conversion_that_changes_a_context_length_is_refused(monkeypatch):
+    import rosetta.data.clean as clean
+
+    monkeypatch.setattr(clean, "to_simplified", lambda text: text.replace("歐洲", "欧罗巴洲"))
+    data = {"data": [{"paragraphs": [{"context": "在歐洲。", "qas": [
+        {"id": "1", "question": "哪裡？", "answers": [{"text": "歐洲", "answer_start": 1}]}]}]}]}
+    with pytest.raises(ValueError, match="offsets would not hold"):
+        to_simplified_articles(parse_squad(data))
+
+
+def test_unknown_or_testless_qa_corpora_say_what_to_use():
+    with pytest.raises(ValueError, match="unknown QA corpus 'cmrc2019'.*cmrc2018, drcd, xquad-en"):
+        load_qa("cmrc2018+cmrc2019")
+    with pytest.raises(ValueError, match="'drcd' has none; put one with a test split first"):
+        load_qa("drcd+cmrc2018", Path("/nonexistent"))
+
+
+@pytest.mark.corpus
+def test_drcd_keeps_every_answer_at_its_offset_and_joins_cmrc_training():
+    root = real_data()
+    original, converted = (questions_of(a) for a in (read_squad(root / "drcd" / "DRCD_dev.json"), drcd_articles(root)))
+    from rosetta.data.clean import to_simplified
+
+    assert len(converted) == 3524 and all(q.spans for q in converted)
+    for o, c in zip(original, converted):
+        assert len(c.context) == len(o.context) and c.id == o.id
+        for a, b in zip(o.answers, c.answers):  # the span's converted characters are the converted answer
+            assert (b.start, b.text, c.context[b.start:b.end]) == (a.start, to_simplified(a.text), b.text)
+    cmrc, joined = cmrc_splits(root), load_qa("cmrc2018+drcd", root)
+    assert [q.id for q in questions_of(joined["test"])] == [q.id for q in questions_of(cmrc["test"])]
+    assert len(questions_of(joined["train"])) == len(questions_of(cmrc["train"])) + 3524
+
+
+@pytest.mark.corpus
+def test_the_uer_cmrc_test_file_has_no_real_answers():
+    """Why cmrc2018_test_uer.json is not training data: its 2,000 questions carry placeholder answers only.
+    (If a later copy has real answers this fails, and the file can join the QA recipe.)"""
+    questions = questions_of(read_squad(real_data() / "cmrc2018" / "cmrc2018_test_uer.json"))
+    assert len(questions) == 2000
+    assert all(a.text.startswith("FAKE_ANSWER_") and a.start == -1 for q in questions for a in q.answers)

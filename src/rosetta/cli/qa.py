@@ -34,8 +34,7 @@ def _context(value: str) -> str:
 
 def _questions(squad: Path | None, corpus: str | None, split: str, data_dir: Path | None, seed: int):
     """(questions, language guess) of a SQuAD file or a corpus split."""
-    from rosetta.data.qa import load_qa, questions_of, read_squad
-    from rosetta.tasks.qa import CORPUS_LANGUAGE
+    from rosetta.data.qa import load_qa, qa_language, questions_of, read_squad
 
     try:
         if squad is not None:
@@ -48,7 +47,7 @@ def _questions(squad: Path | None, corpus: str | None, split: str, data_dir: Pat
         fail(str(e))
     if split not in splits:
         fail(f"split {split!r} does not exist; choose one of {', '.join(splits)}")
-    return questions_of(splits[split]), CORPUS_LANGUAGE[corpus]
+    return questions_of(splits[split]), qa_language(corpus)
 
 
 def _answer_many(qa, questions, out: Path | None, metric: str | None, language: str, max_answer_len: int) -> None:
@@ -77,7 +76,8 @@ def answer(
     context: str = typer.Option(None, "--context", help="The context: a UTF-8 file, or the text itself."),
     squad: Path = typer.Option(None, "--squad", help="Answer every question of a SQuAD-format JSON file."),
     corpus: str = typer.Option(None, "--corpus", help="Answer a QA corpus's split: xquad-en, xquad-zh, xquad-de, "
-                                                       "cmrc2018 (split by article as in training)."),
+                                                       "cmrc2018 (split by article as in training), "
+                                                       "drcd (train only); join with +."),
     split: str = typer.Option("test", "--split", help="With --corpus: test or train."),
     seed: int = typer.Option(1, "--seed", help="With --corpus: the split's seed (the recipe's data.seed)."),
     out: Path = typer.Option(None, "--out", help="With --squad/--corpus: write {question_id: answer} here."),

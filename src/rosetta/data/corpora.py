@@ -221,22 +221,28 @@ def load_text(name: str = "tinyshakespeare", split: str = "train", data_dir: str
 def load_classification(name: str = "sst2", split: str = "train", data_dir: str | Path | None = None, *,
                         variant: str = "glue", clean: Clean = None,
                         download: bool = False) -> list[tuple[str, int]]:
-    """(sentence, label) pairs of SST-2. ``variant="glue"``: GLUE train (phrases and sentences) / dev;
-    ``variant="stsa"``: Kim's sentence-level train / dev. GLUE's test split has no labels (an error)."""
+    """(text, label) pairs of a classification corpus; label names are the registry's ``labels``.
+
+    SST-2: ``variant="glue"``: GLUE train (phrases and sentences) / dev; ``variant="stsa"``: Kim's sentence-level
+    train / dev; GLUE's test split has no labels (an error). ``label-tsv`` corpora (ChnSentiCorp): a
+    ``label<TAB>text`` file per split under a header line.
+    """
     info = get_corpus(name)
     if info.task != "classification":
         raise ValueError(f"corpus {name!r} is a {info.task} corpus, not classification")
     _check_split(info, split)
-    if split == "test":
+    if info.layout == "sst2" and split == "test":
         raise ValueError("SST-2: the GLUE test split has no labels; evaluate on split='valid' (GLUE dev)")
     folder, stem = locate(name, data_dir, download), info.splits[split]
-    if variant == "glue":
+    if info.layout == "label-tsv":
+        rows = [line.split("\t", 1)[::-1] for line in read_lines(folder / f"{stem}.tsv")[1:] if line.strip()]
+    elif variant == "glue":
         rows = [line.rsplit("\t", 1) for line in read_lines(folder / "glue" / f"{stem}.tsv")[1:]]  # header
     elif variant == "stsa":
         rows = [line.split(" ", 1)[::-1] for line in read_lines(folder / "stsa_binary" / f"stsa.binary.{stem}")]
     else:
         raise ValueError(f"unknown SST-2 variant {variant!r}; known: glue, stsa")
-    texts = apply_cleaning([text.strip() for text, _ in rows], _steps(info, clean, "en"))
+    texts = apply_cleaning([text.strip() for text, _ in rows], _steps(info, clean, info.languages[0]))
     return [(text, int(label)) for text, (_, label) in zip(texts, rows)]
 
 

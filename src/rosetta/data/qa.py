@@ -22,6 +22,7 @@ import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -177,14 +178,77 @@ def cmrc_splits(data_dir: str | Path | None = None, seed: int = 1,
     return {"train": trial + dev_train, "test": test}
 
 
+def to_simplified_articles(articles: list[Article]) -> list[Article]:
+    """Articles converted Traditional → Simplified Chinese by OpenCC (``t2s``), every answer kept at its offset.
+
+    OpenCC converts DRCD one character to one, so a context keeps its length and each answer its span; the gold
+    text becomes the converted context's characters at that span (``context[start:end]``), the converted answer
+    wherever the span held the answer before. A context whose length changed raises ``ValueError``.
+    """
+    from rosetta.data.clean import to_simplified
+
+    out = []
+    for article in articles:
+        converted, contexts = Article(to_simplified(article.title)), {}
+        for q in article.questions:
+            if q.context not in contexts:
+                contexts[q.context] = to_simplified(q.context)
+                if len(contexts[q.context]) != len(q.context):
+                    raise ValueError(f"OpenCC changed a context's length in {article.title!r}: the answer offsets "
+                                     "would not hold")
+            ctx = contexts[q.context]
+            answers = tuple(AnswerSpan(ctx[a.start:a.end], a.start) if a.start >= 0 and q.context[a.start:a.end]
+                            == a.text else AnswerSpan(to_simplified(a.text), -1) for a in q.answers)
+            converted.questions.append(Question(q.id, to_simplified(q.question), ctx, answers))
+        out.append(converted)
+    return out
+
+
+def drcd_articles(data_dir: str | Path | None = None) -> list[Article]:
+    """DRCD dev (383 articles, 3,524 questions, zh-TW Wikipedia) in Simplified Chinese: extra training."""
+    return to_simplified_articles(read_squad(locate("drcd", data_dir) / "DRCD_dev.json"))
+
+
+def _xquad(lang: str):
+    return lambda data_dir, seed: xquad_splits(lang, data_dir, seed)
+
+
+# name → (its splits: (data_dir, seed) → {split: articles}, language); a corpus with "train" alone is extra training
+QA_CORPORA: dict[str, tuple[Any, str]] = {
+    "cmrc2018": (lambda data_dir, seed: cmrc_splits(data_dir, seed), "zh"),
+    "drcd": (lambda data_dir, seed: {"train": drcd_articles(data_dir)}, "zh"),
+    **{f"xquad-{lang}": (_xquad(lang), lang) for lang in XQUAD_LANGS},
+}
+TRAINING_ONLY = ("drcd",)
+
+
+def _qa_names(name: str) -> list[str]:
+    names = [n.strip() for n in name.split("+")]
+    for n in names:
+        if n not in QA_CORPORA:
+            raise ValueError(f"unknown QA corpus {n!r}; known: {', '.join(QA_CORPORA)} (join with '+', e.g. "
+                             "cmrc2018+drcd), or give a SQuAD-format JSON file")
+    return names
+
+
+def qa_language(name: str) -> str:
+    """The language of a QA corpus name (of a joined name: its first corpus's)."""
+    return QA_CORPORA[_qa_names(name)[0]][1]
+
+
 def load_qa(name: str, data_dir: str | Path | None = None, seed: int = 1) -> dict[str, list[Article]]:
-    """The {"train", "test"} articles of a QA corpus by name: "xquad-en" / "xquad-zh" / "xquad-de" / "cmrc2018"."""
-    if name == "cmrc2018":
-        return cmrc_splits(data_dir, seed)
-    if name.startswith("xquad-"):
-        return xquad_splits(name.removeprefix("xquad-"), data_dir, seed)
-    raise ValueError(f"unknown QA corpus {name!r}; known: cmrc2018, " + ", ".join(f"xquad-{x}" for x in XQUAD_LANGS)
-                     + " (or a SQuAD-format JSON file)")
+    """The {"train", "test"} articles of a QA corpus by name (``QA_CORPORA``): "xquad-en|zh|de", "cmrc2018", and
+    the training-only "drcd". Names joined by '+' train on every corpus's "train" articles and test on the first
+    one's "test" articles: "cmrc2018+drcd" tests on CMRC's held-out dev articles."""
+    names = _qa_names(name)
+    if names[0] in TRAINING_ONLY and len(names) > 1:
+        with_test = [n for n in QA_CORPORA if n not in TRAINING_ONLY]
+        raise ValueError(f"{name!r}: the first corpus gives the test articles and {names[0]!r} has none; put one "
+                         f"with a test split first ({', '.join(with_test)})")
+    parts = [QA_CORPORA[n][0](data_dir, seed) for n in names]
+    if len(parts) == 1:
+        return parts[0]
+    return {"train": [a for part in parts for a in part["train"]], "test": parts[0]["test"]}
 
 
 # --------------------------------------------------------------------------------------------- windows

