@@ -22,13 +22,15 @@ HF_MASK = "[MASK]"
 
 def masked_input(tokenizer, text: str) -> tuple[list[int], int]:
     """(input ids of ``text``, the mask token's id): <s> … </s> with a Rosetta tokenizer; with a Hugging Face
-    ``tokenizers.Tokenizer`` its post-processor's framing ([CLS] … [SEP]), ``<mask>`` read as [MASK]."""
+    ``tokenizers.Tokenizer`` its post-processor's framing ([CLS] … [SEP], <s> … </s>), ``<mask>`` read as
+    its mask token ([MASK] or <mask>)."""
     if isinstance(tokenizer, Tokenizer):
         return [BOS_ID, *tokenizer.encode(text), EOS_ID], MASK_ID
-    mask_id = tokenizer.token_to_id(HF_MASK)
-    if mask_id is None:
-        raise ValueError(f"this tokenizer has no {HF_MASK} token, so it cannot fill masks")
-    encoding = tokenizer.encode(text.replace(MASK, HF_MASK))
+    hf_mask = next((t for t in (HF_MASK, MASK) if tokenizer.token_to_id(t) is not None), None)
+    if hf_mask is None:  # BERT's [MASK], RoBERTa's <mask>
+        raise ValueError(f"this tokenizer has no {HF_MASK} or {MASK} token, so it cannot fill masks")
+    mask_id = tokenizer.token_to_id(hf_mask)
+    encoding = tokenizer.encode(text.replace(MASK, hf_mask))
     return encoding.ids[: sum(encoding.attention_mask)], mask_id
 
 

@@ -104,6 +104,7 @@ class Embeddings(nn.Module):
         self.token_type = nn.Embedding(config.type_vocab_size, config.d_model) if config.type_vocab_size else None
         self.norm = make_norm(config) if config.embedding_norm else None
         self.dropout = Dropout(config.dropout)
+        self.position_offset = config.position_offset  # RoBERTa / BART: the first token's position row
 
     def check_ids(self, ids: torch.Tensor) -> None:
         """ValueError for ids outside [0, vocab) — an index error on GPU is an opaque device assert."""
@@ -120,7 +121,7 @@ class Embeddings(nn.Module):
     ) -> torch.Tensor:
         x = self.token(ids) * self.scale  # (B, T, D)
         if self.position is not None:
-            x = x + self.position(ids.shape[1], offset)
+            x = x + self.position(ids.shape[1], offset + self.position_offset)
         if self.token_type is not None:
             types = token_type_ids if token_type_ids is not None else torch.zeros_like(ids)
             x = x + self.token_type(types)

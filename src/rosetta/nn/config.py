@@ -63,6 +63,8 @@ class ModelConfig:
     sinusoidal_layout: "interleaved" = sin / cos in alternate columns (the paper); "halves" = the sines of all
     frequencies in the first half of the vector, their cosines in the second (Marian, tensor2tensor).
     output_bias: the encoder–decoder's output Linear has a bias (Marian's ``final_logits_bias``).
+    position_offset: the first token's row of the position table (RoBERTa and BART count positions from
+    pad_token_id + 1 = 2; their tables have ``max_len`` = 2 + the longest input).
     activation "silu" (= swish): FFN(x) = SiLU(x W1 + b1) W2 + b2, ungated.
     """
 
@@ -102,6 +104,7 @@ class ModelConfig:
     copy_attention: bool = False
     sinusoidal_layout: str = "interleaved"
     output_bias: bool = False
+    position_offset: int = 0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -111,6 +114,8 @@ class ModelConfig:
         for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "n_heads", "d_ff", "max_len"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.position_offset < self.max_len:
+            raise ValueError(f"position_offset must be in [0, max_len={self.max_len}), got {self.position_offset}")
         if (self.d_k is None or self.d_v is None) and self.d_model % self.n_heads:
             raise ValueError(
                 f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
