@@ -91,7 +91,9 @@ def t5_weights_from_hf(state: Mapping[str, torch.Tensor], config: ModelConfig) -
     embedding fills both of our embeddings (one tensor, ``share_embeddings``)."""
     ours: dict[str, torch.Tensor] = {"src_embed.token.weight": state["shared.weight"],
                                      "tgt_embed.token.weight": state["shared.weight"]}
-    ours["output.weight"] = state["shared.weight"] if config.tie_output else state["lm_head.weight"]
+    # untied (T5 v1.1): lm_head.weight; a file saved by transformers ≥ 5 may leave it out, tying it to shared
+    ours["output.weight"] = state.get("lm_head.weight", state["shared.weight"]) if not config.tie_output \
+        else state["shared.weight"]
     ff_in = {"w1": "wi_0", "w3": "wi_1"} if config.activation in ("geglu", "swiglu") else {"w1": "wi"}
     for stack, n_layers in (("encoder", config.n_encoder_layers), ("decoder", config.n_decoder_layers)):
         ours[f"{stack}.relative_bias.table.weight"] = state[
