@@ -115,10 +115,14 @@ def load_huggingface(directory: str | Path, device: torch.device) -> LoadedModel
     loaded = read_huggingface(directory)
     info = {"family": loaded.family, "model": loaded.model.config.to_dict(), "tokenizer": "pretrained",
             **loaded.info}
-    if loaded.family == "encoder" and getattr(loaded.model, "num_labels", 0):
+    if getattr(loaded.model, "num_labels", 0):  # a classifier: its names from id2label
         id2label = loaded.hf_config.get("id2label") or {}
         info["labels"] = [id2label.get(str(i), id2label.get(i, str(i))) for i in range(loaded.model.num_labels)]
-    return LoadedModel(loaded.family, loaded.model.to(device), loaded.tokenizer, info, loaded.target_tokenizer)
+    tokenizer = loaded.tokenizer
+    if loaded.family == "vit":  # its "tokenizer" is preprocessor_config.json's ImageSpec: what the model reads
+        loaded.model.image, tokenizer = loaded.tokenizer, None
+        info.update(image=loaded.model.image.to_dict(), num_labels=loaded.model.num_labels)
+    return LoadedModel(loaded.family, loaded.model.to(device), tokenizer, info, loaded.target_tokenizer)
 
 
 def load_text_tokenizer(directory: Path, info: dict[str, Any]):
