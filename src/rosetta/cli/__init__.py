@@ -10,9 +10,10 @@ commands to the app when imported here.
     compress     prune, distill, plot pruning
     qa           answer (extractive question answering)
     summarise    summarise (documents → one-line summaries); evaluate's ROUGE for summarisers and baselines
+    hub          hub pull (a Hugging Face model directory: safetensors, configs, tokenizer files)
 """
 
-from rosetta.cli import classify, compress, data, export, families, qa, summarise, translation, view  # noqa: F401
+from rosetta.cli import classify, compress, data, export, families, hub, qa, summarise, translation, view  # noqa: F401
 from rosetta.cli.app import app
 
 
