@@ -1,4 +1,5 @@
-"""``rosetta export``: a translation model for ONNX Runtime or CTranslate2; and ``--engine`` for ``serve``."""
+"""``rosetta export``: a translation model for ONNX Runtime or CTranslate2, a ViT or LM as a Hugging Face
+directory; and ``--engine`` for ``serve``."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ ENGINES = {"torch": "pytorch", "onnx": "onnx", "ct2": "ctranslate2"}  # --engine
 @app.command("export")
 def export(
     model: Path = typer.Option(..., "--model", help="Translation model, checkpoint or run directory."),
-    fmt: str = typer.Option(..., "--format", help="onnx (ONNX Runtime) or ctranslate2."),
+    fmt: str = typer.Option(..., "--format", help="onnx (ONNX Runtime), ctranslate2, or huggingface (a ViT as "
+                                                  "ViTForImageClassification, an LM as GPT-2)."),
     out: Path = typer.Option(..., "--out", help="New directory for the exported model."),
     int8: bool = typer.Option(False, "--int8", help="int8 weights (ONNX: dynamic quantisation; CTranslate2: int8)."),
     quantization: str = typer.Option(None, "--quantization",
@@ -27,7 +29,10 @@ def export(
     from rosetta.checkpoint import CheckpointError
     from rosetta.compress.export import directory_size, export_model
 
-    fmt = {"ct2": "ctranslate2"}.get(fmt.lower(), fmt.lower())
+    fmt = {"ct2": "ctranslate2", "hf": "huggingface"}.get(fmt.lower(), fmt.lower())
+    if fmt == "huggingface":
+        _export_huggingface(model, out, int8 or quantization is not None)
+        return
     if int8 and quantization not in (None, "int8"):
         fail(f"--int8 and --quantization {quantization} contradict each other; give one")
     try:
@@ -36,6 +41,19 @@ def export(
         fail(str(e))
     typer.echo(f"exported {model} as {fmt} to {path} ({directory_size(path) / 1e6:.1f} MB)")
     typer.echo(f"  .venv/bin/rosetta translate --model {path} \"Your sentence.\"")
+
+
+def _export_huggingface(model: Path, out: Path, quantized: bool) -> None:
+    from rosetta.checkpoint import CheckpointError
+    from rosetta.compress.hf_export import export_huggingface
+
+    if quantized:
+        fail("--format huggingface writes float32 weights; leave out --int8 / --quantization")
+    try:
+        path = export_huggingface(model, out)
+    except (ValueError, FileNotFoundError, CheckpointError) as e:
+        fail(str(e))
+    typer.echo(f"exported {model} as a Hugging Face directory to {path}")
 
 
 def engine_model_dir(model: Path, engine: str | None, int8: bool) -> tuple[Path, bool]:

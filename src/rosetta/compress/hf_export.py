@@ -1,0 +1,98 @@
+"""``rosetta export --format huggingface``: a Rosetta model → a directory ``transformers``' Auto classes read.
+
+    vit   ViTForImageClassification: config.json (``hf_vit_config``, id2label from the run's labels),
+          model.safetensors (``hf_vit_state_dict``: our fused qkv split into query, key, value) and
+          preprocessor_config.json (ViTImageProcessor: resize to the model's size, rescale 1/255, the run's mean
+          and std), so ``AutoModelForImageClassification`` and ``AutoImageProcessor`` read it
+    lm    GPT2LMHeadModel (``rosetta.hub.gpt2``: learned positions, Pre-LN, GELU, tied output — other layouts are
+          refused by its ``config_to_hf`` with the flag that differs) and the run's own tokenizer.json with a
+          tokenizer_config.json naming PreTrainedTokenizerFast and the special tokens, so ``AutoTokenizer``
+          gives the same ids
+
+Refused, with the reason (``REFUSED``): the translation layout (Pre-LN with final norms: fairseq's
+``normalize_before`` Transformer, which transformers has as M2M100, not written yet; Marian is Post-LN) and
+encoder classifiers (they read the mean of the tokens; BertForSequenceClassification reads a pooled [CLS]).
+The directory is written beside OUT and renamed into place when complete; ``rosetta`` reads it back too.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rosetta import checkpoint as ckpt
+from rosetta.decode.loading import LoadedModel, load_any
+
+REFUSED = {
+    "translation": "Rosetta's translation layout (Pre-LN with final norms, sinusoidal positions, no embedding "
+                   "LayerNorm) has no Hugging Face class written yet (it is fairseq's normalize_before Transformer, "
+                   "transformers' M2M100; Marian is Post-LN): export --format onnx or ctranslate2",
+    "encoder": "a Rosetta encoder classifier reads the mean of its tokens and BertForSequenceClassification a "
+               "pooled [CLS]: there is no Hugging Face head for it",
+}
+
+
+def _vit(loaded: LoadedModel, out: Path) -> None:
+    from safetensors.torch import save_file
+
+    from rosetta.models.vit import hf_vit_config, hf_vit_state_dict
+
+    model, image = loaded.model, loaded.model.image
+    labels = [str(x) for x in loaded.info.get("labels") or range(model.num_labels)]
+    config = {**hf_vit_config(model), "id2label": dict(enumerate(labels)),
+              "label2id": {name: i for i, name in enumerate(labels)}}
+    (out / ckpt.CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    save_file(hf_vit_state_dict(model), str(out / "model.safetensors"), metadata={"format": "pt"})
+    processor = {"image_processor_type": "ViTImageProcessor", "do_resize": True,
+                 "size": {"height": image.image_size, "width": image.image_size}, "resample": 3,  # bicubic
+                 "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+                 "image_mean": list(image.mean), "image_std": list(image.std)}
+    (out / "preprocessor_config.json").write_text(json.dumps(processor, indent=2) + "\n", encoding="utf-8")
+
+
+def _gpt2(loaded: LoadedModel, out: Path) -> None:
+    from rosetta.hub.gpt2 import save_gpt2
+
+    save_gpt2(loaded.model, out)  # ValueError naming the flag when the layout is not GPT-2's
+    tokenizer = loaded.tokenizer
+    tokenizer.save(out)
+    hf = getattr(tokenizer, "hf", tokenizer)
+    specials = {name: hf.id_to_token(i) for name, i in (("pad_token", loaded.model.config.pad_id),
+                                                         ("bos_token", loaded.model.config.bos_id),
+                                                         ("eos_token", loaded.model.config.eos_id))}
+    unk = hf.token_to_id("<unk>")
+    (out / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "PreTrainedTokenizerFast", **{k: v for k, v in specials.items() if v},
+         **({"unk_token": "<unk>"} if unk is not None else {})}, indent=2, ensure_ascii=False) + "\n",
+        encoding="utf-8")
+
+
+EXPORTERS: dict[str, Any] = {"vit": _vit, "lm": _gpt2}
+
+
+def export_huggingface(model_dir: str | Path, out: str | Path) -> Path:
+    """Write the Rosetta model in ``model_dir`` as a Hugging Face directory ``out`` (new or empty)."""
+    out = Path(out)
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
+        raise ValueError(f"{out} exists and is not empty; choose a new --out directory")
+    loaded = load_any(model_dir)
+    if loaded.info.get("source") == "huggingface":
+        raise ValueError(f"{model_dir} already is a Hugging Face directory")
+    exporter = EXPORTERS.get(loaded.family)
+    if exporter is None:
+        raise ValueError(f"{model_dir}: cannot export a {loaded.family!r} model to Hugging Face: "
+                         + REFUSED.get(loaded.family, "no Hugging Face counterpart"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        exporter(loaded, tmp)
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
