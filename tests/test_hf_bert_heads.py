@@ -10,12 +10,10 @@ block for are refused in one line naming the architecture and the supported ones
 """
 
 import json
-import shutil
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
-from typer.testing import CliRunner
+from hf_dirs import cli, runner, twin
 
 from rosetta.checkpoint import CheckpointError
 from rosetta.cli import app
@@ -38,7 +36,6 @@ MASKED = "the cat <mask> on the <mask>."
 BERT = dict(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=48, max_position_embeddings=64)
 DISTILBERT = dict(vocab_size=len(VOCAB), dim=32, n_layers=2, n_heads=4, hidden_dim=48, max_position_embeddings=64)
-runner = CliRunner()
 
 
 def save_tokenizer(directory) -> None:
@@ -72,22 +69,6 @@ def make_dir(root, cls, seed=0, **config):
 
 def reference_tokenizer(directory):
     return transformers.BertTokenizer(str(directory / "vocab.txt"), do_lower_case=True)
-
-
-def twin(directory, tmp_path, name, index=0, delta=1.0):
-    """A copy of ``directory`` whose tensor ``name`` has one element (flat ``index``) moved by ``delta``."""
-    copy = tmp_path / f"twin-{name}"
-    shutil.copytree(directory, copy)
-    tensors = load_file(copy / "model.safetensors")
-    tensors[name].view(-1)[index] += delta
-    save_file(tensors, copy / "model.safetensors", metadata={"format": "pt"})
-    return copy
-
-
-def cli(*args):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 @pytest.fixture(scope="module")

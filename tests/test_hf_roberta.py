@@ -9,15 +9,12 @@ with one weight changed fails each comparison, and so does the same model read w
 """
 
 import json
-import shutil
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
-from typer.testing import CliRunner
+from hf_dirs import cli, twin
 
 from rosetta.checkpoint import CheckpointError
-from rosetta.cli import app
 from rosetta.decode.fill_mask import masked_input
 from rosetta.decode.loading import load_any
 from rosetta.models.pretrained import tokenize
@@ -39,7 +36,6 @@ KINDS = {  # class, the output compared, the tensor the twin changes
     "qa": ("RobertaForQuestionAnswering", "start_logits", "qa_outputs.weight"),
     "mlm": ("RobertaForMaskedLM", "logits", "lm_head.bias"),
 }
-runner = CliRunner()
 
 
 def save_tokenizer(directory) -> int:
@@ -76,21 +72,6 @@ def make_dir(root, name, seed=0, **extra):
             p.add_(torch.randn_like(p) * 0.05)
     hf.save_pretrained(root)
     return root, hf
-
-
-def twin(directory, tmp_path, name, index=0, delta=1.0):
-    copy = tmp_path / f"twin-{name}"
-    shutil.copytree(directory, copy)
-    tensors = load_file(copy / "model.safetensors")
-    tensors[name].view(-1)[index] += delta
-    save_file(tensors, copy / "model.safetensors", metadata={"format": "pt"})
-    return copy
-
-
-def cli(*args):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 def diff_to_hf(model, hf, directory, output) -> float:

@@ -18,7 +18,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 spm = pytest.importorskip("sentencepiece")
 
-from safetensors.torch import load_file, save_file  # noqa: E402
+from hf_dirs import twin  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 import rosetta  # noqa: E402
@@ -108,14 +108,8 @@ def test_logits_and_attention_match_transformers(t5_dir):
 
 def test_a_twin_with_one_weight_changed_fails(t5_dir, tmp_path):
     directory, hf, tokenizer = t5_dir
-    twin = tmp_path / "twin"
-    shutil.copytree(directory, twin)
-    tensors = load_file(twin / "model.safetensors")
-    name = "decoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight"
-    name = name if name in tensors else "decoder.block.1.layer.2.DenseReluDense.wo.weight"
-    tensors[name][0, 0] += 1.0
-    save_file(tensors, twin / "model.safetensors", metadata={"format": "pt"})
-    assert logit_gap(read_hf(twin).model, hf, tokenizer) > 1e-3
+    changed = twin(directory, tmp_path, "decoder.block.1.layer.2.DenseReluDense.wo.weight")
+    assert logit_gap(read_hf(changed).model, hf, tokenizer) > 1e-3
 
 
 def test_tokenizer_ids_and_text_match_t5_tokenizer(t5_dir):

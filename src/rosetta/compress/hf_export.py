@@ -25,6 +25,7 @@ from typing import Any
 
 from rosetta import checkpoint as ckpt
 from rosetta.decode.loading import LoadedModel, load_any
+from rosetta.special_tokens import UNK
 
 REFUSED = {
     "translation": "Rosetta's translation layout (Pre-LN with final norms, sinusoidal positions, no embedding "
@@ -38,6 +39,8 @@ REFUSED = {
 def _vit(loaded: LoadedModel, out: Path) -> None:
     from safetensors.torch import save_file
 
+    from rosetta.hub.vit import PREPROCESSOR_FILE
+    from rosetta.models.pretrained import WEIGHTS_FILE
     from rosetta.models.vit import hf_vit_config, hf_vit_state_dict
 
     model, image = loaded.model, loaded.model.image
@@ -45,12 +48,12 @@ def _vit(loaded: LoadedModel, out: Path) -> None:
     config = {**hf_vit_config(model), "id2label": dict(enumerate(labels)),
               "label2id": {name: i for i, name in enumerate(labels)}}
     (out / ckpt.CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    save_file(hf_vit_state_dict(model), str(out / "model.safetensors"), metadata={"format": "pt"})
+    save_file(hf_vit_state_dict(model), str(out / WEIGHTS_FILE), metadata={"format": "pt"})
     processor = {"image_processor_type": "ViTImageProcessor", "do_resize": True,
                  "size": {"height": image.image_size, "width": image.image_size}, "resample": 3,  # bicubic
                  "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
                  "image_mean": list(image.mean), "image_std": list(image.std)}
-    (out / "preprocessor_config.json").write_text(json.dumps(processor, indent=2) + "\n", encoding="utf-8")
+    (out / PREPROCESSOR_FILE).write_text(json.dumps(processor, indent=2) + "\n", encoding="utf-8")
 
 
 def _gpt2(loaded: LoadedModel, out: Path) -> None:
@@ -63,11 +66,11 @@ def _gpt2(loaded: LoadedModel, out: Path) -> None:
     specials = {name: hf.id_to_token(i) for name, i in (("pad_token", loaded.model.config.pad_id),
                                                          ("bos_token", loaded.model.config.bos_id),
                                                          ("eos_token", loaded.model.config.eos_id))}
-    unk = hf.token_to_id("<unk>")
+    if hf.token_to_id(UNK) is not None:
+        specials["unk_token"] = UNK
     (out / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": "PreTrainedTokenizerFast", **{k: v for k, v in specials.items() if v},
-         **({"unk_token": "<unk>"} if unk is not None else {})}, indent=2, ensure_ascii=False) + "\n",
-        encoding="utf-8")
+        {"tokenizer_class": "PreTrainedTokenizerFast", **{k: v for k, v in specials.items() if v}},
+        indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 EXPORTERS: dict[str, Any] = {"vit": _vit, "lm": _gpt2}

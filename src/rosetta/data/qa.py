@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -209,15 +210,11 @@ def drcd_articles(data_dir: str | Path | None = None) -> list[Article]:
     return to_simplified_articles(read_squad(locate("drcd", data_dir) / "DRCD_dev.json"))
 
 
-def _xquad(lang: str):
-    return lambda data_dir, seed: xquad_splits(lang, data_dir, seed)
-
-
 # name → (its splits: (data_dir, seed) → {split: articles}, language); a corpus with "train" alone is extra training
 QA_CORPORA: dict[str, tuple[Any, str]] = {
-    "cmrc2018": (lambda data_dir, seed: cmrc_splits(data_dir, seed), "zh"),
+    "cmrc2018": (cmrc_splits, "zh"),
     "drcd": (lambda data_dir, seed: {"train": drcd_articles(data_dir)}, "zh"),
-    **{f"xquad-{lang}": (_xquad(lang), lang) for lang in XQUAD_LANGS},
+    **{f"xquad-{lang}": (partial(xquad_splits, lang), lang) for lang in XQUAD_LANGS},
 }
 TRAINING_ONLY = ("drcd",)
 

@@ -21,7 +21,6 @@ import fnmatch
 from pathlib import Path
 
 ALLOW = ["*.safetensors", "*.json", "*.model", "*.spm", "vocab.txt", "merges.txt"]
-IGNORE = ["*/*"]  # the top folder only
 PICKLES = ("pytorch_model.bin", "pytorch_model-*.bin", "*.pt", "*.pth", "*.ckpt")
 
 
@@ -71,8 +70,7 @@ def pull(name: str, out: str | Path, revision: str | None = None) -> list[Path]:
                             "trust it, convert it with the command rosetta prints when it refuses the folder")
         raise PullError(f"{name} has no weights Rosetta reads (*.safetensors) in its top folder")
     try:
-        hub.snapshot_download(name, revision=revision, local_dir=str(out), allow_patterns=chosen,
-                              ignore_patterns=IGNORE)
+        hub.snapshot_download(name, revision=revision, local_dir=str(out), allow_patterns=chosen)  # by name
     except Exception as e:
         raise _explain(name, revision, e) from None
     return [Path(out) / f for f in chosen]
