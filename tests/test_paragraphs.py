@@ -115,6 +115,29 @@ def test_pack_corpus_keeps_every_token_once_and_never_joins_files(tmp_path):
     assert stats["train_tokens"] == train.n_tokens
 
 
+def test_a_weighted_part_repeats_its_training_segments_and_not_its_held_out_slice():
+    made = {"a": made_up_paragraphs(300, 1, "甲"), "b": made_up_paragraphs(300, 2, "乙")}
+    tokenizer = Tokenizer.train_wordpiece((p for ps in made.values() for p in ps), 300, 1)
+
+    def packed(weight_b: int):
+        sources = [paragraphs.Source("a", paragraphs=made["a"]), paragraphs.Source("b", paragraphs=made["b"],
+                                                                                     weight=weight_b)]
+        train, held, stats = paragraphs.pack_corpus(sources, tokenizer, max_tokens=20)
+        return [train[i] for i in range(len(train))], [held[i] for i in range(len(held))], stats
+
+    once, held_once, _ = packed(1)
+    thrice, held_thrice, stats = packed(3)
+    b = tokenizer.token_to_id("乙")
+    a_rows, b_rows = [r for r in once if b not in r], [r for r in once if b in r]
+    assert thrice == a_rows + b_rows * 3  # a's segments once, then b's three times, each in its order
+    assert held_thrice == held_once and stats["train_segments"] == len(thrice) and stats["weights"] == [1, 3]
+    assert paragraphs.corpus_parts("zh-text + zh-pretraining*20") == [("zh-text", 1), ("zh-pretraining", 20)]
+    for bad in ("zh-text*0", "zh-text*2.5", "zh-text*"):
+        with pytest.raises(ValueError, match="whole number >= 1"):
+            paragraphs.corpus_parts(bad)
+    assert paragraphs.is_paragraph_corpus("zh-text*2+zh-pretraining")
+
+
 def test_zh_text_is_registered_and_read_local_first_with_its_checksums(tmp_path, monkeypatch):
     info = REGISTRY["zh-text"]
     assert info.layout == "paragraphs" and all(f.url is None and len(f.sha256) == 64 for f in info.files)

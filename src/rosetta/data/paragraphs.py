@@ -8,7 +8,10 @@
 ``data.corpus`` names the sources, joined by "+": a registered corpus of layout "paragraphs" ("zh-text": four
 files, 58 M characters, SOURCE.md), and/or "zh-pretraining" (``rosetta.data.pretraining``: CMRC 2018's training
 contexts, one paragraph each, and Tatoeba's training sentences, one each). "zh-text+zh-pretraining" is the issue's
-"zh-text plus what we already use".
+"zh-text plus what we already use". A part may carry a weight, ``name*K`` (K a whole number ≥ 1): its training
+segments are packed once and then repeated K times in the training set (its held-out slice is not), so
+"zh-text+zh-pretraining*20" reads the small in-domain part (CMRC's Wikipedia contexts) 20 times as often as it
+would by its size — about a fifth of the batches instead of about 1 %.
 
 Why these choices:
 
@@ -48,12 +51,25 @@ HELD_OUT_PER_MILLE = 10  # 1 % of the distinct paragraphs are held out for valid
 ENCODE_CHUNK = 2048  # paragraphs tokenised per call (the Rust tokenizer runs a batch on all cores)
 
 
+def corpus_parts(corpus: str) -> list[tuple[str, int]]:
+    """``data.corpus`` split into (name, weight): "zh-text+zh-pretraining*20" → [("zh-text", 1),
+    ("zh-pretraining", 20)]. A weight that is not a whole number ≥ 1 raises ``ValueError`` saying so."""
+    parts = []
+    for part in corpus.split("+"):
+        name, star, weight = part.strip().partition("*")
+        if star and not (weight.strip().isdigit() and int(weight) >= 1):
+            raise ValueError(f"data.corpus part {part!r}: the weight after '*' must be a whole number >= 1 "
+                             f"(e.g. 'zh-pretraining*20'), got {weight!r}")
+        parts.append((name.strip(), int(weight) if star else 1))
+    return parts
+
+
 def is_paragraph_corpus(corpus: str | None) -> bool:
     """True when ``data.corpus`` names paragraph sources ("zh-text", "zh-text+zh-pretraining", …)."""
     if not corpus:
         return False
-    parts = corpus.split("+")
-    return any(p in REGISTRY and REGISTRY[p].layout == LAYOUT for p in parts)
+    names = [name for name, _ in corpus_parts(corpus)]
+    return any(n in REGISTRY and REGISTRY[n].layout == LAYOUT for n in names)
 
 
 def normalise(paragraph: str) -> str:
@@ -128,6 +144,7 @@ class Source:
     path: Path | None = None
     sha256: str | None = None
     paragraphs: list[str] = field(default_factory=list)
+    weight: int = 1  # its training segments appear this many times (``name*K`` in data.corpus)
 
     def read(self, hashes: dict[str, str]) -> Iterator[str]:
         return read_paragraphs(self.path, hashes) if self.path is not None else iter(self.paragraphs)
@@ -135,21 +152,23 @@ class Source:
 
 def corpus_sources(corpus: str, data_dir: str | Path | None = None, seed: int = 1) -> list[Source]:
     """The sources ``data.corpus`` names, "+"-joined (module docstring), in order; files local first."""
-    parts = corpus.split("+")
-    for part in parts:  # every name checked before any file is looked for
+    parts = corpus_parts(corpus)
+    for part, _ in parts:  # every name checked before any file is looked for
         info = None if part == ZH_PRETRAINING else get_corpus(part)  # ValueError listing the known corpora
         if info is not None and info.layout != LAYOUT:
             raise ValueError(f"data.corpus part {part!r} is a {info.task} corpus, not paragraphs of text; use "
                              f"{ZH_PRETRAINING!r} or a paragraph corpus such as 'zh-text', joined by '+'")
     sources: list[Source] = []
-    for part in parts:
+    for part, weight in parts:
         if part == ZH_PRETRAINING:
             docs = chinese_documents(data_dir, seed)
-            sources.append(Source("zh-pretraining/cmrc2018", paragraphs=["".join(d) for d in docs["cmrc2018"]]))
-            sources.append(Source("zh-pretraining/tatoeba", paragraphs=[s for d in docs["tatoeba"] for s in d]))
+            sources.append(Source("zh-pretraining/cmrc2018", paragraphs=["".join(d) for d in docs["cmrc2018"]],
+                                  weight=weight))
+            sources.append(Source("zh-pretraining/tatoeba", paragraphs=[s for d in docs["tatoeba"] for s in d],
+                                  weight=weight))
             continue
         info, folder = get_corpus(part), locate(part, data_dir)
-        sources += [Source(f"{part}/{f.path}", folder / f.path, f.sha256) for f in info.files]
+        sources += [Source(f"{part}/{f.path}", folder / f.path, f.sha256, weight=weight) for f in info.files]
     return sources
 
 
@@ -262,12 +281,22 @@ def _framed(out: PackedSegments) -> Callable[[list[int]], None]:
     return lambda segment: out.append([BOS_ID, *segment, EOS_ID])
 
 
+def _repeat_weighted(train: PackedSegments, sources: Sequence[Source], starts: dict[int, int]) -> None:
+    """Append each weighted source's training segments (weight − 1) more times (``name*K``)."""
+    order = sorted(starts.items())  # (source index, its first training segment), in packing order
+    ends = [start for _, start in order[1:]] + [len(train)]
+    for (index, start), end in zip(order, ends):
+        for _ in range(sources[index].weight - 1):
+            for i in range(start, end):
+                train.append(train[i])
+
+
 def pack_corpus(sources: Sequence[Source], tokenizer, max_tokens: int
                 ) -> tuple[PackedSegments, PackedSegments, dict[str, Any]]:
     """(training segments, held-out segments, statistics): every kept paragraph's sentences, tokenised (no
     specials), packed per source file into ≤ ``max_tokens`` ids and framed as <s> … </s>."""
     train, valid = PackedSegments(tokenizer.vocab_size), PackedSegments(tokenizer.vocab_size)
-    counts, current, packers = _Kept(), -1, {}
+    counts, current, packers, starts = _Kept(), -1, {}, {}
     for chunk in _chunks(kept_paragraphs(sources, counts), ENCODE_CHUNK):
         sentences = [(index, held, s) for index, held, p in chunk for s in split_sentences(p)]
         for (index, held, _), ids in zip(sentences, tokenizer.encode_batch([s for *_, s in sentences])):
@@ -276,12 +305,13 @@ def pack_corpus(sources: Sequence[Source], tokenizer, max_tokens: int
                     packer.flush()
                 packers = {side: SegmentPacker(max_tokens, _framed(out)) for side, out in ((False, train),
                                                                                           (True, valid))}
-                current = index
+                current, starts[index] = index, len(train)
             packers[held].add(ids)
     for packer in packers.values():
         packer.flush()
+    _repeat_weighted(train, sources, starts)
     stats = {"paragraphs": counts.paragraphs, "duplicates_dropped": counts.duplicates,
              "held_out_paragraphs": counts.held_out, "characters": counts.characters, "files": counts.files,
              "train_segments": len(train), "valid_segments": len(valid), "train_tokens": train.n_tokens,
-             "sources": [s.name for s in sources]}
+             "sources": [s.name for s in sources], "weights": [s.weight for s in sources]}
     return train, valid, stats
