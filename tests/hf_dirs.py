@@ -1,8 +1,12 @@
 """Helpers for the tests of Hugging Face directories (tests/test_hf_*.py): a twin with one weight changed, and the
-CLI run in-process."""
+CLI run in-process, and the tiny Marian directory (``marian_directory``) that more than one test module reads."""
 
+import json
 import shutil
+import warnings
+from pathlib import Path
 
+import torch
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
@@ -26,3 +30,115 @@ def cli(*args):
     result = runner.invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     return result.output
+
+
+EN = ["The cat sits on the mat.", "I am a student.", "She reads a book every evening.", "We like green apples.",
+      "The weather is nice today.", "Where is the train station?", "He writes long letters to his mother.",
+      "They play football in the park.", "My brother drinks coffee.", "The children are sleeping.",
+      "Our teacher is very kind.", "Can you help me, please?"]
+DE = ["Die Katze sitzt auf der Matte.", "Ich bin ein Student.", "Sie liest jeden Abend ein Buch.",
+      "Wir mögen grüne Äpfel.", "Das Wetter ist heute schön.", "Wo ist der Bahnhof?",
+      "Er schreibt lange Briefe an seine Mutter.", "Sie spielen Fußball im Park.", "Mein Bruder trinkt Kaffee.",
+      "Die Kinder schlafen.", "Unser Lehrer ist sehr nett.", "Kannst du mir bitte helfen?"]
+DROPPED = ("▁mother", "ü")  # pieces the spm models know but vocab.json leaves out: they become <unk>
+MAX_LENGTH = 20
+
+
+def _train_spm(lines: list[str], out: Path) -> None:
+    import sentencepiece as spm
+
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines * 3), model_prefix=str(out), vocab_size=80, model_type="unigram",
+        hard_vocab_limit=False, character_coverage=1.0, bos_id=-1, eos_id=1, unk_id=0, pad_id=-1, minloglevel=2)
+    Path(f"{out}.model").rename(out)
+    Path(f"{out}.vocab").unlink()
+
+
+def _vocab(directory: Path) -> dict[str, int]:
+    """Marian's layout: </s> 0, <unk> 1, the pieces of both spm models, <pad> last."""
+    import sentencepiece as spm
+
+    pieces = []
+    for name in ("source.spm", "target.spm"):
+        sp = spm.SentencePieceProcessor(model_file=str(directory / name))
+        pieces += [sp.id_to_piece(i) for i in range(sp.get_piece_size())
+                   if not (sp.is_control(i) or sp.is_unknown(i)) and sp.id_to_piece(i) not in DROPPED]
+    vocab = {"</s>": 0, "<unk>": 1, **{p: i + 2 for i, p in enumerate(dict.fromkeys(pieces))}}
+    vocab["<pad>"] = len(vocab)
+    return vocab
+
+
+def marian_directory(directory: Path) -> Path:
+    """A tiny opus-mt-shaped Marian directory in ``directory`` (English → German): two SentencePiece models
+    trained on EN / DE, a vocab.json of their pieces (less ``DROPPED``), ``MarianTokenizer``'s files, a random
+    ``MarianMTModel`` (d_model 32, 2 + 2 layers, swish, scaled embeddings, a random ``final_logits_bias``) saved
+    with ``save_pretrained``, and a generation_config.json as opus-mt ships one."""
+    import sentencepiece  # noqa: F401  (the callers skip when it is missing)
+    from transformers import MarianConfig, MarianMTModel, MarianTokenizer
+
+    _train_spm(EN, directory / "source.spm")
+    _train_spm(DE, directory / "target.spm")
+    vocab = _vocab(directory)
+    (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Recommended: pip install sacremoses."
+        MarianTokenizer(str(directory / "source.spm"), str(directory / "target.spm"),
+                        str(directory / "vocab.json")).save_pretrained(directory)
+    pad = len(vocab) - 1
+    torch.manual_seed(0)
+    config = MarianConfig(
+        vocab_size=len(vocab), d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, activation_function="swish",
+        scale_embedding=True, pad_token_id=pad, decoder_start_token_id=pad, eos_token_id=0, forced_eos_token_id=0,
+        max_position_embeddings=64, init_std=0.3)
+    model = MarianMTModel(config)
+    with torch.no_grad():  # random, so that EOS ends some outputs early and others reach max_length
+        model.final_logits_bias.normal_(0, 0.3)
+        model.final_logits_bias[0, 0] += 6.0
+    model.save_pretrained(directory)
+    generation = {"bad_words_ids": [[pad]], "decoder_start_token_id": pad, "eos_token_id": 0,
+                  "forced_eos_token_id": 0, "max_length": MAX_LENGTH, "num_beams": 4, "pad_token_id": pad,
+                  "renormalize_logits": True}
+    (directory / "generation_config.json").write_text(json.dumps(generation), encoding="utf-8")
+    return directory
+
+
+EOT = "<|endoftext|>"
+CORPUS = ["Hello world, the cat sat on the mat.", "The quick brown fox jumps over the lazy dog.",
+          "Café naïve résumé, Ångström.", "你好世界，今天天气很好。", "emoji 🙂🚀 and more 🙂"] * 20
+
+
+def train_gpt2_tokenizer():
+    """GPT-2's tokenizer design, trained on CORPUS: ByteLevel pre-tokenizer and decoder, BPE, <|endoftext|> last."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    tk.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=299, show_progress=False,
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tk.add_special_tokens([EOT])
+    return tk
+
+
+def write_gpt2_dir(path, seed=0, **options):
+    """A random GPT2LMHeadModel (GPT2Config ``options`` over the sizes below) and its tokenizer, saved by
+    transformers into ``path``."""
+    import transformers
+
+    tk = train_gpt2_tokenizer()
+    eot = tk.token_to_id(EOT)
+    sizes = dict(vocab_size=tk.get_vocab_size(), n_positions=64, n_embd=32, n_layer=2, n_head=4, n_inner=48)
+    config = transformers.GPT2Config(**{**sizes, **options}, bos_token_id=eot, eos_token_id=eot, resid_pdrop=0.0,
+                                     embd_pdrop=0.0, attn_pdrop=0.0)
+    torch.manual_seed(seed)
+    model = transformers.GPT2LMHeadModel(config).eval()
+    with torch.no_grad():  # larger than GPT-2's N(0, 0.02²), biases and norms away from 0 and 1: mix-ups show
+        for name, p in model.named_parameters():
+            p.normal_(0.0, 0.1) if name.endswith("bias") else p.normal_(1.0, 0.2) if ".ln_" in name \
+                else p.normal_(0.0, 0.25)
+        model.transformer.wte.weight[[0, 1, 3]] *= 1.5  # "!", '"', "$" get generated: nothing may suppress them
+    model.save_pretrained(path)
+    transformers.GPT2TokenizerFast(tokenizer_object=tk, bos_token=EOT, eos_token=EOT,
+                                   unk_token=EOT).save_pretrained(path)
+    return path

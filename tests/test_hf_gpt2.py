@@ -16,8 +16,9 @@ import shutil
 import httpx
 import pytest
 import torch
+from hf_dirs import EOT, write_gpt2_dir
 from safetensors.torch import load_file, save_file
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer
 from typer.testing import CliRunner
 
 from rosetta.checkpoint import CheckpointError
@@ -34,9 +35,6 @@ from rosetta.server import Settings, create_app
 transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
-EOT = "<|endoftext|>"
-CORPUS = ["Hello world, the cat sat on the mat.", "The quick brown fox jumps over the lazy dog.",
-          "Café naïve résumé, Ångström.", "你好世界，今天天气很好。", "emoji 🙂🚀 and more 🙂"] * 20
 MIXED = ["Hello, world!", "  two  spaces\nand a newline\n", "café naïve résumé Ångström", "你好，世界。中文分词",
          "emoji 🙂🚀👍🏽 mix", "family 👨‍👩‍👧 ZWJ", f"before {EOT} after", "it's 3.14 — ok?", ""]
 PROMPTS = ["Hello world", "the cat", "你好"]
@@ -45,38 +43,6 @@ ATOL = 1e-5  # fp32
 
 
 # ------------------------------------------------------------------------------------------------ the reference
-def train_tokenizer() -> Tokenizer:
-    """GPT-2's tokenizer design, trained on CORPUS: ByteLevel pre-tokenizer and decoder, BPE, <|endoftext|> last."""
-    tk = Tokenizer(models.BPE())
-    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tk.decoder = decoders.ByteLevel()
-    tk.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=299, show_progress=False,
-                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tk.add_special_tokens([EOT])
-    return tk
-
-
-def write_gpt2_dir(path, seed=0, **options):
-    """A random GPT2LMHeadModel (GPT2Config ``options`` over the sizes below) and its tokenizer, saved by
-    transformers into ``path``."""
-    tk = train_tokenizer()
-    eot = tk.token_to_id(EOT)
-    sizes = dict(vocab_size=tk.get_vocab_size(), n_positions=64, n_embd=32, n_layer=2, n_head=4, n_inner=48)
-    config = transformers.GPT2Config(**{**sizes, **options}, bos_token_id=eot, eos_token_id=eot, resid_pdrop=0.0,
-                                     embd_pdrop=0.0, attn_pdrop=0.0)
-    torch.manual_seed(seed)
-    model = transformers.GPT2LMHeadModel(config).eval()
-    with torch.no_grad():  # larger than GPT-2's N(0, 0.02²), biases and norms away from 0 and 1: mix-ups show
-        for name, p in model.named_parameters():
-            p.normal_(0.0, 0.1) if name.endswith("bias") else p.normal_(1.0, 0.2) if ".ln_" in name \
-                else p.normal_(0.0, 0.25)
-        model.transformer.wte.weight[[0, 1, 3]] *= 1.5  # "!", '"', "$" get generated: nothing may suppress them
-    model.save_pretrained(path)
-    transformers.GPT2TokenizerFast(tokenizer_object=tk, bos_token=EOT, eos_token=EOT,
-                                   unk_token=EOT).save_pretrained(path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def gpt2_dir(tmp_path_factory):
     return write_gpt2_dir(tmp_path_factory.mktemp("gpt2"))

@@ -20,8 +20,9 @@ import torch
 transformers = pytest.importorskip("transformers")
 spm = pytest.importorskip("sentencepiece")
 
+from hf_dirs import DE, MAX_LENGTH, marian_directory  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
-from transformers import MarianConfig, MarianMTModel, MarianTokenizer  # noqa: E402
+from transformers import MarianMTModel, MarianTokenizer  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 import rosetta  # noqa: E402
@@ -31,71 +32,16 @@ from rosetta.hub.marian import config_from_hf, config_to_hf, weights_to_hf  # no
 from rosetta.hub.reader import read_hf  # noqa: E402
 from rosetta.models.transformer import Transformer  # noqa: E402
 
-EN = ["The cat sits on the mat.", "I am a student.", "She reads a book every evening.", "We like green apples.",
-      "The weather is nice today.", "Where is the train station?", "He writes long letters to his mother.",
-      "They play football in the park.", "My brother drinks coffee.", "The children are sleeping.",
-      "Our teacher is very kind.", "Can you help me, please?"]
-DE = ["Die Katze sitzt auf der Matte.", "Ich bin ein Student.", "Sie liest jeden Abend ein Buch.",
-      "Wir mögen grüne Äpfel.", "Das Wetter ist heute schön.", "Wo ist der Bahnhof?",
-      "Er schreibt lange Briefe an seine Mutter.", "Sie spielen Fußball im Park.", "Mein Bruder trinkt Kaffee.",
-      "Die Kinder schlafen.", "Unser Lehrer ist sehr nett.", "Kannst du mir bitte helfen?"]
 SOURCES = ["The cat sits.", "I am a student who likes green apples.", "Where is the train station?",
            "They play football in the park.", "My mother reads a letter.", "Hello wörld café!", "Kind teacher."]
 MIXED = ["Héllo wörld, café crème!", "Emoji 😀 and 🚀 here.", "Unknown ß€ŋ ✓ chars", "  spaces   around  ",
          "日本語 text", ">>deu<< The cat.", "</s> inside <unk> text", ""]
-DROPPED = ("▁mother", "ü")  # pieces the spm models know but vocab.json leaves out: they become <unk>
-MAX_LENGTH = 20
 runner = CliRunner()
-
-
-def _train_spm(lines: list[str], out: Path) -> None:
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(lines * 3), model_prefix=str(out), vocab_size=80, model_type="unigram",
-        hard_vocab_limit=False, character_coverage=1.0, bos_id=-1, eos_id=1, unk_id=0, pad_id=-1, minloglevel=2)
-    Path(f"{out}.model").rename(out)
-    Path(f"{out}.vocab").unlink()
-
-
-def _vocab(directory: Path) -> dict[str, int]:
-    """Marian's layout: </s> 0, <unk> 1, the pieces of both spm models, <pad> last."""
-    pieces = []
-    for name in ("source.spm", "target.spm"):
-        sp = spm.SentencePieceProcessor(model_file=str(directory / name))
-        pieces += [sp.id_to_piece(i) for i in range(sp.get_piece_size())
-                   if not (sp.is_control(i) or sp.is_unknown(i)) and sp.id_to_piece(i) not in DROPPED]
-    vocab = {"</s>": 0, "<unk>": 1, **{p: i + 2 for i, p in enumerate(dict.fromkeys(pieces))}}
-    vocab["<pad>"] = len(vocab)
-    return vocab
 
 
 @pytest.fixture(scope="module")
 def marian_dir(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("opus-mt-tiny")
-    _train_spm(EN, directory / "source.spm")
-    _train_spm(DE, directory / "target.spm")
-    vocab = _vocab(directory)
-    (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "Recommended: pip install sacremoses."
-        MarianTokenizer(str(directory / "source.spm"), str(directory / "target.spm"),
-                        str(directory / "vocab.json")).save_pretrained(directory)
-    pad = len(vocab) - 1
-    torch.manual_seed(0)
-    config = MarianConfig(
-        vocab_size=len(vocab), d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, activation_function="swish",
-        scale_embedding=True, pad_token_id=pad, decoder_start_token_id=pad, eos_token_id=0, forced_eos_token_id=0,
-        max_position_embeddings=64, init_std=0.3)
-    model = MarianMTModel(config)
-    with torch.no_grad():  # random, so that EOS ends some outputs early and others reach max_length
-        model.final_logits_bias.normal_(0, 0.3)
-        model.final_logits_bias[0, 0] += 6.0
-    model.save_pretrained(directory)
-    generation = {"bad_words_ids": [[pad]], "decoder_start_token_id": pad, "eos_token_id": 0,
-                  "forced_eos_token_id": 0, "max_length": MAX_LENGTH, "num_beams": 4, "pad_token_id": pad,
-                  "renormalize_logits": True}
-    (directory / "generation_config.json").write_text(json.dumps(generation), encoding="utf-8")
-    return directory
+    return marian_directory(tmp_path_factory.mktemp("opus-mt-tiny"))
 
 
 @pytest.fixture(scope="module")

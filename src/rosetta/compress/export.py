@@ -53,7 +53,7 @@ def export_model(model_dir: str | Path, out: str | Path, fmt: str, quantization:
     out = Path(out)
     _check_target(out)
     path, info, model = load_source(model_dir)
-    src_tok, tgt_tok = read_tokenizers(path)
+    src_tok, tgt_tok = read_tokenizers(path, info)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:

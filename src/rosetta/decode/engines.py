@@ -190,7 +190,7 @@ def load_exported(path: Path, info: dict[str, Any], device: str | torch.device =
         raise CheckpointError(f"{path / 'config.json'} says format {fmt!r}; known export formats: "
                               f"{', '.join(FORMATS)} (or none: a PyTorch model)")
     config = model_config(path, info)
-    src_tok, tgt_tok = read_tokenizers(path)
+    src_tok, tgt_tok = read_tokenizers(path, info)
     if fmt == "onnx" and device.type != "cpu":
         raise ValueError(f"{path} is an ONNX export, run by ONNX Runtime on the CPU; use --device cpu")
     if fmt == "onnx" and int8:

@@ -40,6 +40,7 @@ CONFIG_KEYS: dict[str, Any] = {
     "num_labels": int, "labels": list | None, "pooler": bool, "mlm_head": bool, "tokenizer": str | None,
     "max_length": int | None, "stride": int, "max_query_length": int, "src_lang": str | None, "tgt_lang": str | None,
     "tasks": list | None, "head_importance": list | dict | None, "exported_from": str | None,
+    "huggingface": dict | None,
 }
 REQUIRED_KEYS = {"vit": ("model", "image", "num_labels")}  # other families need "model" only
 FIX_CONFIG = f"fix it, or restore the {CONFIG_FILE} saved with the weights"
@@ -152,6 +153,21 @@ def read_tokenizer(path: Path, read: Callable[[], T], expected: str = FILE_NAME)
                               "folder again") from None
 
 
-def read_tokenizers(path: Path):
-    """(source, target) tokenizers of a translation model (``load_tokenizers``), checked by ``read_tokenizer``."""
+def read_tokenizers(path: Path, info: dict[str, Any] | None = None):
+    """(source, target) tokenizers of a translation model, checked by ``read_tokenizer``: Rosetta's own
+    (``load_tokenizers``), or, when config.json records the Hugging Face checkpoint it started from, that
+    checkpoint's tokenizer files read by its family's reader (``rosetta.hub.runs``)."""
+    if info and info.get("huggingface"):
+        source, target = read_text_tokenizer(path, info)
+        return source, target if target is not None else source
     return read_tokenizer(path, lambda: load_tokenizers(path), TOKENIZER_FILES)
+
+
+def read_text_tokenizer(path: Path, info: dict[str, Any]):
+    """(tokenizer, target tokenizer or None) of a model fine-tuned from a Hugging Face checkpoint: its copied
+    tokenizer files (``rosetta.hub.runs.TOKENIZER_FILES``), read as the checkpoint's family reads them."""
+    from rosetta.hub.runs import read_tokenizers as read_hf_tokenizers  # importing the registry imports families
+
+    record = info["huggingface"]
+    return read_tokenizer(path, lambda: read_hf_tokenizers(path, record),
+                          f"the tokenizer files of its {record.get('model_type')} checkpoint")

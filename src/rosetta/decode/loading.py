@@ -17,7 +17,7 @@ name ``all-MiniLM-L6-v2``: the copy of sentence-transformers' model shipped by t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from rosetta.decode.folder import (
     model_config,
     open_folder,
     read_huggingface,
+    read_text_tokenizer,
     read_tokenizer,
 )
 from rosetta.decode.translator import translator_from_folder
@@ -98,14 +99,22 @@ def _fresh_model(path: Path, info: dict[str, Any], family: str) -> tuple[nn.Modu
     """(the untrained model config.json describes, its tokenizer) for the lm, encoder and vit families."""
     config = model_config(path, info)
     if family == "lm":
-        return build(path, lambda: LanguageModel(config)), read_tokenizer(path, lambda: Tokenizer.load(path))
+        return build(path, lambda: LanguageModel(config)), _text_tokenizer(path, info, lambda: Tokenizer.load(path))
     if family == "encoder":
         model = build(path, lambda: EncoderModel(config, num_labels=info.get("num_labels", 0),
                                                  pooler=info.get("pooler", False), span_head=info.get("task") == "qa",
                                                  mlm_head=info.get("mlm_head", False)))
-        return model, read_tokenizer(path, lambda: load_text_tokenizer(path, info))
+        return model, _text_tokenizer(path, info, lambda: load_text_tokenizer(path, info))
     image = image_spec(path, info)
     return build(path, lambda: ViT(config, image, info["num_labels"])), None
+
+
+def _text_tokenizer(path: Path, info: dict[str, Any], own: Callable[[], Any]):
+    """The tokenizer of a one-tokenizer model: the Hugging Face checkpoint's files it was fine-tuned from (when
+    config.json records one), else ``own()``."""
+    if info.get("huggingface"):
+        return read_text_tokenizer(path, info)[0]
+    return read_tokenizer(path, own)
 
 
 def load_huggingface(directory: str | Path, device: torch.device) -> LoadedModel:

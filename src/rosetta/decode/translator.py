@@ -177,7 +177,7 @@ def translator_from_folder(path: Path, info: dict[str, Any], device: str | torch
     keep_freed_memory()  # this process decodes: reuse freed blocks instead of faulting in new pages each step
     config = model_config(path, info)
     model = build(path, lambda: Transformer(config))
-    src_tok, tgt_tok = read_tokenizers(path)
+    src_tok, tgt_tok = read_tokenizers(path, info)
     ckpt.load_weights(path, model, "cpu")
     return _ready(model, src_tok, tgt_tok, info, device, "int8" if int8 else precision,
                   sentences * (beam or options.beam))

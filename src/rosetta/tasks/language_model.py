@@ -25,6 +25,7 @@ from torch import nn
 from rosetta.data import corpora
 from rosetta.data.batching import BatchStream, LMBatch, chunk_tokens, collate_lm
 from rosetta.data.tokenizer import Tokenizer
+from rosetta.hub.runs import start_from
 from rosetta.models.lm import LanguageModel, gpt_config
 from rosetta.tasks import preset_sizes
 from rosetta.train import label_smoothed_nll
@@ -97,17 +98,13 @@ class LanguageModelTask:
     def __init__(self, recipe: Recipe, data_dir: Path | None = None, run_dir: Path | None = None,
                  resume: bool = False):
         self.recipe = recipe
-        d, t = recipe.data, recipe.tokenizer
+        d = recipe.data
         if d.windows not in ("random", "chunks"):
             raise ValueError(f"data.windows must be random or chunks, got {d.windows!r}")
         train_text, valid_text = load_texts(recipe, data_dir)
-        saved = Path(run_dir) / TOKENIZER_DIR if run_dir else None
-        if resume and saved and saved.exists():
-            self.tokenizer = Tokenizer.load(saved)
-        else:
-            self.tokenizer = build_tokenizer(t.kind, train_text, t.vocab_size, t.min_frequency)
-            if saved:
-                self.tokenizer.save(saved / "tokenizer.json")
+        m = recipe.model  # [model] pretrained = a Hugging Face GPT-2 directory: its model and tokenizer
+        self.start = start_from(m.pretrained, "lm", d.task, m.overrides, m.load_weights) if m.pretrained else None
+        self.tokenizer = self.start.tokenizer if self.start else self._own_tokenizer(train_text, run_dir, resume)
         self.block_size = d.block_size
         self.train_ids = torch.tensor(self.tokenizer.encode(train_text), dtype=torch.long)  # (N,)
         valid_ids = self.tokenizer.encode(valid_text)
@@ -116,14 +113,29 @@ class LanguageModelTask:
             raise ValueError(f"the validation text has {len(valid_ids)} tokens, fewer than block_size + 1")
         n, total = min(d.valid_size or len(self.valid_windows), len(self.valid_windows)), len(self.valid_windows)
         self.quick_windows = [self.valid_windows[i * total // n] for i in range(n)]  # evenly over the whole text
-        sizes = preset_sizes(recipe.model.preset, "n_decoder_layers")
-        self.config = gpt_config(self.tokenizer.vocab_size, **{"max_len": self.block_size, **sizes,
-                                                                **recipe.model.overrides})
+        if self.start:
+            self.model, self.config = self.start.model, self.start.model.config
+        else:
+            sizes = preset_sizes(recipe.model.preset, "n_decoder_layers")
+            self.config = gpt_config(self.tokenizer.vocab_size, **{"max_len": self.block_size, **sizes,
+                                                                    **recipe.model.overrides})
         if self.config.max_len < self.block_size:
             raise ValueError(f"model.max_len={self.config.max_len} is shorter than data.block_size={self.block_size}")
-        torch.manual_seed(recipe.train.seed)
-        self.model = LanguageModel(self.config)
+        if not self.start:
+            torch.manual_seed(recipe.train.seed)
+            self.model = LanguageModel(self.config)
         self.device = torch.device("cpu")
+
+    def _own_tokenizer(self, train_text: str, run_dir: Path | None, resume: bool) -> Tokenizer:
+        """The run's saved tokenizer when resuming, else one learned from the training text as [tokenizer] says."""
+        t = self.recipe.tokenizer
+        saved = Path(run_dir) / TOKENIZER_DIR if run_dir else None
+        if resume and saved and saved.exists():
+            return Tokenizer.load(saved)
+        tokenizer = build_tokenizer(t.kind, train_text, t.vocab_size, t.min_frequency)
+        if saved:
+            tokenizer.save(saved / "tokenizer.json")
+        return tokenizer
 
     def to(self, device: torch.device) -> None:
         self.device = device
@@ -162,8 +174,12 @@ class LanguageModelTask:
 
     def model_config(self) -> dict[str, Any]:
         d = self.recipe.data
+        start = {"tokenizer": "pretrained", "huggingface": self.start.record} if self.start else {}
         return {"family": "lm", "task": "lm", "model": self.config.to_dict(), "tokenizer": self.recipe.tokenizer.kind,
-                "corpus": d.corpus, "block_size": self.block_size}
+                "corpus": d.corpus, "block_size": self.block_size, **start}
 
     def write_tokenizers(self, directory: Path) -> None:
-        self.tokenizer.save(Path(directory) / "tokenizer.json")
+        if self.start:
+            self.start.write_tokenizers(directory)
+        else:
+            self.tokenizer.save(Path(directory) / "tokenizer.json")

@@ -12,6 +12,8 @@ from torch import nn
 from rosetta import decode
 from rosetta.data import batching, corpora
 from rosetta.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, load_tokenizers, save_tokenizers, train_tokenizers
+from rosetta.decode.defaults import DecodeOptions
+from rosetta.hub.runs import start_from
 from rosetta.models.transformer import Transformer
 from rosetta.nn.config import ModelConfig
 from rosetta.tasks.metrics import score
@@ -43,7 +45,10 @@ class TranslationTask:
     def __init__(self, recipe: Recipe, data_dir: Path | None = None, run_dir: Path | None = None,
                  resume: bool = False):
         self.recipe = recipe
-        d = recipe.data
+        d, m = recipe.data, recipe.model
+        # [model] pretrained = a Hugging Face directory (Marian, BART): its model and tokenizers (rosetta.hub.runs)
+        self.start = (start_from(m.pretrained, "translation", d.task, m.overrides, m.load_weights)
+                      if m.pretrained else None)
         train_pairs, self.valid_pairs = self._load_data(data_dir)
         self.src_tok, self.tgt_tok = self._tokenizers(train_pairs, run_dir, resume)
         self.train_ids = self._encode(train_pairs, d.max_length)
@@ -54,7 +59,10 @@ class TranslationTask:
         self.device = torch.device("cpu")
 
     def _build_model(self) -> Transformer:
-        """The recipe's preset with its [model] overrides, sized to the tokenizers' vocabularies."""
+        """The recipe's preset with its [model] overrides, sized to the tokenizers' vocabularies (or the
+        pretrained checkpoint's model)."""
+        if self.start is not None:
+            return self.start.model
         config = ModelConfig.preset(
             self.recipe.model.preset, src_vocab_size=self.src_tok.vocab_size,
             tgt_vocab_size=self.tgt_tok.vocab_size, pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID,
@@ -64,6 +72,8 @@ class TranslationTask:
     def _tokenizers(self, train_pairs: list[tuple[str, str]], run_dir: Path | None, resume: bool):
         """(source, target) tokenizers: the run's saved ones when resuming, else learned from the training pairs
         as the recipe's [tokenizer] says (and saved in the run, so that a resume reads the same ones)."""
+        if self.start is not None:  # the checkpoint's own (copied into the model folder by write_tokenizers)
+            return self.start.tokenizer, self.start.target_tokenizer or self.start.tokenizer
         tcfg = self.recipe.tokenizer
         saved = Path(run_dir) / TOKENIZER_DIR if run_dir else None
         if resume and saved and saved.exists():
@@ -160,9 +170,16 @@ class TranslationTask:
 
     def model_config(self) -> dict[str, Any]:
         d = self.recipe.data
+        decode, start = asdict(self.recipe.decode), {}
+        if self.start is not None:  # the checkpoint's generation conventions, unless the recipe changed them
+            decode = self.start.decode_options(decode, asdict(DecodeOptions()))
+            start = {"huggingface": self.start.record}
         return {"family": "translation", "model": self.config.to_dict(), "src_lang": d.src_lang,
                 "tgt_lang": d.tgt_lang, "corpus": d.corpus, "data_seed": d.seed, "clean": d.clean,
-                "decode": asdict(self.recipe.decode)}
+                "decode": decode, **start}
 
     def write_tokenizers(self, directory: Path) -> None:
-        save_tokenizers(directory, self.src_tok, self.tgt_tok)
+        if self.start is not None:
+            self.start.write_tokenizers(directory)
+        else:
+            save_tokenizers(directory, self.src_tok, self.tgt_tok)

@@ -1,0 +1,163 @@
+"""Fine-tuning from a Hugging Face directory (``[model] pretrained = "DIR"``) for the families that generate text,
+checked against ``transformers`` on tiny random checkpoints made here.
+
+With a learning rate of 0 a fine-tuning run must leave the checkpoint unchanged, so the run's saved model must decode
+what the original gives in ``transformers`` — the weights, the flags of its layout, the copied tokenizer files and
+the generation options all carried through the run. With a real learning rate the loss on the training text falls,
+the weights move, and the run's model is still read the checkpoint's way (its tokenizer, its generation options).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("sentencepiece")
+
+from hf_dirs import CORPUS, DE, EN, marian_directory, write_gpt2_dir  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+from transformers import MarianMTModel, MarianTokenizer  # noqa: E402
+
+import rosetta  # noqa: E402
+from rosetta.decode.loading import load_any  # noqa: E402
+from rosetta.decode.sampling import generate as sample  # noqa: E402
+from rosetta.tasks import build_task  # noqa: E402
+from rosetta.train import Trainer  # noqa: E402
+from rosetta.train.recipe import recipe_from_dict  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+SOURCES = ["The cat sits.", "I am a student who likes green apples.", "Where is the train station?",
+           "They play football in the park.", "Hello wörld café!"]
+
+
+def train(recipe: dict, out: Path, resume: bool = False) -> Path:
+    """The run folder ``out`` after training ``recipe`` in it."""
+    rcp = recipe_from_dict(recipe)
+    task = build_task(rcp, run_dir=out, resume=resume)
+    Trainer(rcp, task, out, progress=False).fit(resume=resume)
+    return out
+
+
+def training(steps: int, lr: float, **extra) -> dict:
+    return {"max_steps": steps, "max_tokens": 400, "batch_size": 12, "lr": lr, "warmup_steps": 1,
+            "label_smoothing": 0.0, "eval_every": steps, "bleu_every": 0, "save_every": steps, "log_every": 1,
+            "keep_last": 2, "precision": "fp32", "device": "cpu", "threads": 1, "seed": 1, **extra}
+
+
+def losses(run: Path) -> list[float]:
+    rows = map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+    return [r["loss"] for r in rows if r["kind"] == "train"]
+
+
+# ------------------------------------------------------------------------------------------ Marian
+@pytest.fixture(scope="module")
+def marian_dir(tmp_path_factory) -> Path:
+    return marian_directory(tmp_path_factory.mktemp("opus-mt-tiny"))
+
+
+@pytest.fixture(scope="module")
+def parallel(tmp_path_factory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("en-de")
+    files = {}
+    for name, lines in (("train_src", EN), ("train_tgt", DE), ("valid_src", EN[:4]), ("valid_tgt", DE[:4])):
+        files[name] = str(folder / name)
+        Path(files[name]).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return files
+
+
+def marian_recipe(marian_dir: Path, parallel: dict[str, str], steps: int, lr: float, **model) -> dict:
+    return {"data": {"task": "translation", "src_lang": "en", "tgt_lang": "de", "max_length": 64, **parallel},
+            "model": {"pretrained": str(marian_dir), **model}, "train": training(steps, lr)}
+
+
+def generate(marian_dir: Path, sources: list[str], beam: int) -> list[str]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Recommended: pip install sacremoses."
+        tokenizer = MarianTokenizer.from_pretrained(marian_dir)
+    model = MarianMTModel.from_pretrained(marian_dir).eval()
+    with torch.no_grad():
+        out = model.generate(**tokenizer(sources, padding=True, return_tensors="pt"), num_beams=beam)
+    return tokenizer.batch_decode(out, skip_special_tokens=True)
+
+
+def test_a_marian_run_at_learning_rate_zero_decodes_what_the_checkpoint_does(marian_dir, parallel, tmp_path):
+    run = train(marian_recipe(marian_dir, parallel, steps=2, lr=0.0), tmp_path / "run")
+    model_dir = run / "model"
+    for name in ("source.spm", "target.spm", "vocab.json", "generation_config.json"):  # copied byte for byte
+        assert (model_dir / name).read_bytes() == (marian_dir / name).read_bytes(), name
+    info = json.loads((model_dir / "config.json").read_text())
+    assert info["huggingface"]["model_type"] == "marian" and info["decode"]["length_norm"] == "hf"
+    translator = rosetta.load(run)
+    for beam in (1, 4):
+        assert translator.translate(SOURCES, beam=beam) == generate(marian_dir, SOURCES, beam), beam
+    loaded = load_any(run)
+    assert loaded.family == "translation"
+    assert loaded.tokenizer.encode(SOURCES[4]) == rosetta.load(marian_dir).src_tokenizer.encode(SOURCES[4])
+
+
+def test_a_marian_fine_tune_learns_and_still_reads_text_the_checkpoints_way(marian_dir, parallel, tmp_path):
+    run = train(marian_recipe(marian_dir, parallel, steps=12, lr=3e-3), tmp_path / "run")
+    seen = losses(run)
+    assert len(seen) == 12 and sum(seen[-3:]) < 0.9 * sum(seen[:3])  # the loss on the 12 pairs falls
+    tuned, original = load_file(run / "model" / "model.safetensors"), rosetta.load(marian_dir).model.state_dict()
+    assert any(not torch.equal(tuned[k], original[k]) for k in tuned)
+    translator, before = rosetta.load(run), rosetta.load(marian_dir)
+    assert translator.decode_options == before.decode_options  # generation_config.json's, as the recipe left them
+    assert translator.translate(EN[:4], beam=1) != before.translate(EN[:4], beam=1)
+
+
+def test_a_marian_start_refuses_what_would_change_its_architecture(marian_dir, parallel, tmp_path):
+    with pytest.raises(ValueError, match=r"\[model\] d_model: a Hugging Face start keeps the architecture"):
+        train(marian_recipe(marian_dir, parallel, 1, 0.0, d_model=64), tmp_path / "a")
+    with pytest.raises(ValueError, match="load_weights = false builds an encoder from scratch"):
+        train(marian_recipe(marian_dir, parallel, 1, 0.0, load_weights=False), tmp_path / "b")
+
+
+# ------------------------------------------------------------------------------------------ GPT-2
+@pytest.fixture(scope="module")
+def gpt2_dir(tmp_path_factory) -> Path:
+    return write_gpt2_dir(tmp_path_factory.mktemp("gpt2"))
+
+
+def gpt2_recipe(gpt2_dir: Path, text: Path, steps: int, lr: float) -> dict:
+    return {"data": {"task": "lm", "train_src": str(text), "block_size": 16, "valid_size": 4},
+            "model": {"pretrained": str(gpt2_dir)}, "train": training(steps, lr, batch_size=8)}
+
+
+@pytest.fixture(scope="module")
+def text(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("text") / "corpus.txt"
+    path.write_text("\n".join(CORPUS) + "\n", encoding="utf-8")
+    return path
+
+
+def hf_greedy(gpt2_dir: Path, prompt: str, new_tokens: int = 12) -> list[int]:
+    model = transformers.GPT2LMHeadModel.from_pretrained(gpt2_dir).eval()
+    ids = transformers.AutoTokenizer.from_pretrained(gpt2_dir)(prompt, return_tensors="pt").input_ids
+    with torch.no_grad():
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=new_tokens,
+                             min_new_tokens=new_tokens, pad_token_id=model.config.eos_token_id)
+    return out[0, ids.shape[1]:].tolist()
+
+
+def test_a_gpt2_run_at_learning_rate_zero_generates_what_the_checkpoint_does(gpt2_dir, text, tmp_path):
+    run = train(gpt2_recipe(gpt2_dir, text, steps=2, lr=0.0), tmp_path / "run")
+    assert (run / "model" / "tokenizer.json").read_bytes() == (gpt2_dir / "tokenizer.json").read_bytes()
+    loaded = load_any(run)
+    assert loaded.family == "lm" and json.loads((run / "model" / "config.json").read_text())["huggingface"]
+    for prompt in ("Hello world", "你好"):
+        ids = loaded.tokenizer.encode(prompt)
+        assert ids == transformers.AutoTokenizer.from_pretrained(gpt2_dir)(prompt).input_ids
+        assert list(sample(loaded.model, ids, 12, temperature=0.0)) == hf_greedy(gpt2_dir, prompt)
+
+
+def test_a_gpt2_fine_tune_lowers_the_loss_on_its_text(gpt2_dir, text, tmp_path):
+    run = train(gpt2_recipe(gpt2_dir, text, steps=10, lr=3e-3), tmp_path / "run")
+    seen = losses(run)
+    assert len(seen) == 10 and sum(seen[-3:]) < 0.95 * sum(seen[:3])
+    assert load_any(run).tokenizer.encode("café 🙂") == load_any(gpt2_dir).tokenizer.encode("café 🙂")
