@@ -142,3 +142,46 @@ def write_gpt2_dir(path, seed=0, **options):
     transformers.GPT2TokenizerFast(tokenizer_object=tk, bos_token=EOT, eos_token=EOT,
                                    unk_token=EOT).save_pretrained(path)
     return path
+
+
+LINES = ["translate English to German: The cat sits on the mat.", "Die Katze sitzt auf der Matte.",
+         "translate English to German: I am a student.", "Ich bin ein Student.",
+         "summarize: the weather is nice today and the children play football in the park.",
+         "translate German to English: Wo ist der Bahnhof?", "Where is the train station?"]
+LAYOUTS = {"t5": dict(feed_forward_proj="relu", tie_word_embeddings=True),
+           "flan-t5": dict(feed_forward_proj="gated-gelu", tie_word_embeddings=False)}
+T5_MAX_LENGTH = 16
+
+
+def t5_directory(root: Path, layout: str, model_type: str = "t5", seed: int = 0) -> Path:
+    """A tiny T5 directory in ``root``: a SentencePiece model trained on ``LINES`` (T5's ids: <pad> 0, </s> 1,
+    <unk> 2) and a random ``T5ForConditionalGeneration`` (d_model 32, 2 + 2 layers) of ``LAYOUTS[layout]``,
+    saved with ``save_pretrained``, with a generation_config.json (max_length ``T5_T5_MAX_LENGTH``)."""
+    import sentencepiece as spm
+    import transformers
+
+    root.mkdir(parents=True, exist_ok=True)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(LINES * 3), model_prefix=str(root / "sp"), vocab_size=90, model_type="unigram",
+        hard_vocab_limit=False, character_coverage=1.0, pad_id=0, eos_id=1, unk_id=2, bos_id=-1, minloglevel=2)
+    (root / "sp.model").rename(root / "spiece.model")
+    (root / "sp.vocab").unlink()
+    pieces = spm.SentencePieceProcessor(model_file=str(root / "spiece.model")).get_piece_size()
+    torch.manual_seed(seed)
+    config = transformers.T5Config(vocab_size=pieces + 4, d_model=32, d_kv=8, d_ff=48, num_layers=2, num_heads=4,
+                                   decoder_start_token_id=0, pad_token_id=0, eos_token_id=1, **LAYOUTS[layout])
+    model = transformers.T5ForConditionalGeneration(config).eval()
+    with torch.no_grad():  # every weight random enough that outputs differ in length and content
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+        if not LAYOUTS[layout]["tie_word_embeddings"]:  # unscaled head: logits ~20, not ~100, so fp32 rounding
+            model.lm_head.weight.mul_(0.2)                # stays below 1e-5
+        model.lm_head.weight[1] *= 4  # </s> likelier: some outputs end early, others reach max_length
+    model.save_pretrained(root)
+    if model_type != "t5":
+        hf = json.loads((root / "config.json").read_text())
+        (root / "config.json").write_text(json.dumps({**hf, "model_type": model_type}))
+    generation = {"decoder_start_token_id": 0, "eos_token_id": 1, "pad_token_id": 0, "max_length": T5_MAX_LENGTH,
+                  "bad_words_ids": [[0]]}  # as opus-mt's: no <pad> inside an output
+    (root / "generation_config.json").write_text(json.dumps(generation))
+    return root

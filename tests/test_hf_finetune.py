@@ -19,7 +19,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("sentencepiece")
 
-from hf_dirs import CORPUS, DE, EN, marian_directory, write_gpt2_dir  # noqa: E402
+from hf_dirs import CORPUS, DE, EN, marian_directory, t5_directory, write_gpt2_dir  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 from transformers import MarianMTModel, MarianTokenizer  # noqa: E402
 
@@ -161,3 +161,22 @@ def test_a_gpt2_fine_tune_lowers_the_loss_on_its_text(gpt2_dir, text, tmp_path):
     seen = losses(run)
     assert len(seen) == 10 and sum(seen[-3:]) < 0.95 * sum(seen[:3])
     assert load_any(run).tokenizer.encode("café 🙂") == load_any(gpt2_dir).tokenizer.encode("café 🙂")
+
+
+# ------------------------------------------------------------------------------------------ T5
+@pytest.mark.parametrize("layout", ["t5", "flan-t5"])
+def test_a_t5_run_at_learning_rate_zero_decodes_what_the_checkpoint_does(layout, parallel, tmp_path):
+    t5_dir = t5_directory(tmp_path / layout, layout)
+    prefixed = tmp_path / "prefixed"
+    prefixed.write_text("".join(f"translate English to German: {line}\n" for line in EN), encoding="utf-8")
+    recipe = marian_recipe(t5_dir, {**parallel, "train_src": str(prefixed)}, steps=2, lr=0.0)
+    run = train(recipe, tmp_path / "run")
+    assert (run / "model" / "spiece.model").read_bytes() == (t5_dir / "spiece.model").read_bytes()
+    sources = [f"translate English to German: {s}" for s in SOURCES]
+    hf = transformers.T5ForConditionalGeneration.from_pretrained(t5_dir).eval()
+    tokenizer = transformers.T5Tokenizer.from_pretrained(t5_dir)
+    translator = rosetta.load(run)
+    for beam in (1, 4):
+        with torch.no_grad():
+            out = hf.generate(**tokenizer(sources, padding=True, return_tensors="pt"), num_beams=beam)
+        assert translator.translate(sources, beam=beam) == tokenizer.batch_decode(out, skip_special_tokens=True)
