@@ -10,6 +10,7 @@ the weights move, and the run's model is still read the checkpoint's way (its to
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -180,3 +181,57 @@ def test_a_t5_run_at_learning_rate_zero_decodes_what_the_checkpoint_does(layout,
         with torch.no_grad():
             out = hf.generate(**tokenizer(sources, padding=True, return_tensors="pt"), num_beams=beam)
         assert translator.translate(sources, beam=beam) == tokenizer.batch_decode(out, skip_special_tokens=True)
+
+
+# ------------------------------------------------------------------------------------------ ViT
+VIT = dict(image_size=32, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+           intermediate_size=48)
+MEAN, STD = [0.4, 0.5, 0.6], [0.2, 0.25, 0.3]
+
+
+@pytest.fixture(scope="module")
+def vit_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("vit")
+    torch.manual_seed(0)
+    labels = {0: "cat", 1: "dog", 2: "owl"}
+    config = transformers.ViTConfig(**VIT, num_labels=3, id2label=labels, label2id={v: k for k, v in labels.items()})
+    model = transformers.ViTForImageClassification(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    model.save_pretrained(root)
+    transformers.ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=MEAN,
+                                   image_std=STD).save_pretrained(root)
+    return root
+
+
+def vit_recipe(vit_dir: Path, steps: int, lr: float, **model) -> dict:
+    return {"data": {"task": "image-classification", "corpus": "digits", "valid_size": 100},
+            "model": {"pretrained": str(vit_dir), **model}, "train": training(steps, lr, batch_size=32)}
+
+
+def test_a_vit_start_keeps_the_backbone_and_gets_a_head_for_the_corpus(vit_dir, tmp_path):
+    """sklearn's 8×8 grey digits, read at the checkpoint's 32×32 in 3 channels with its mean and std: the saved
+    backbone gives transformers' hidden states; the head is new, for 10 digits."""
+    run = train(vit_recipe(vit_dir, steps=2, lr=0.0), tmp_path / "run")
+    loaded = load_any(run)
+    assert loaded.family == "vit" and loaded.model.num_labels == 10 and loaded.info["labels"][9] == "9"
+    assert loaded.info["image"]["mean"] == MEAN and loaded.info["image"]["image_size"] == 32
+    assert (run / "model" / "preprocessor_config.json").is_file()
+    images = torch.randn(2, 3, 32, 32)
+    backbone = transformers.ViTModel.from_pretrained(vit_dir, add_pooling_layer=False).eval()
+    with torch.no_grad():
+        ours = loaded.model.encode(images)[0]
+        theirs = backbone(pixel_values=images).last_hidden_state
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+    assert torch.count_nonzero(loaded.model.head.weight) == 0  # ViT's zero-initialised head
+
+
+def test_a_vit_fine_tune_learns_at_another_image_size(vit_dir, tmp_path):
+    run = train(vit_recipe(vit_dir, steps=12, lr=3e-3, image_size=16), tmp_path / "run")
+    seen = losses(run)  # from ln 10 (the zero head's uniform guess) down
+    assert len(seen) == 12 and abs(seen[0] - math.log(10)) < 1e-5 and max(seen[-3:]) < math.log(10) - 0.05
+    loaded = load_any(run)
+    assert loaded.info["image"]["image_size"] == 16 and loaded.model(torch.randn(1, 3, 16, 16)).shape == (1, 10)
+    with pytest.raises(ValueError, match=r"\[model\] patch_size: a Hugging Face start keeps"):
+        train(vit_recipe(vit_dir, 1, 0.0, patch_size=4), tmp_path / "bad")

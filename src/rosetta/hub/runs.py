@@ -78,6 +78,8 @@ def start_from(pretrained: str | Path, family: str, task: str, overrides: dict[s
     if loaded.family != family:
         raise ValueError(f"{pretrained} holds a {loaded.info['model_type']} model (Rosetta family {loaded.family!r}); "
                          f"task {task!r} fine-tunes {family!r} models")
+    if family == "vit":  # its "tokenizer" is preprocessor_config.json's ImageSpec: what the model reads
+        loaded.model.image = loaded.tokenizer
     return Start(loaded.model.float().train(), loaded.tokenizer, loaded.target_tokenizer, loaded.hf_config,
                  Path(loaded.info["path"]))
 

@@ -12,7 +12,9 @@ image by a random offset in [−k, k]² pixels (zero fill), drawn afresh each ti
 
 Model: ``[model] preset`` is a ViT preset (``rosetta.models.vit.VIT_PRESETS``, e.g. "vit-tiny"); any other
 [model] key overrides a ModelConfig or ImageSpec field (``patch_size = 7``, ``n_encoder_layers = 6``, …).
-Images of another size than the model's are resized once, when loaded.
+Images of another size than the model's are resized once, when loaded (grey repeated to 3 channels for an RGB model).
+Or ``[model] pretrained`` = a Hugging Face ViT directory (``google/vit-base-patch16-224``): its weights, mean and
+std; ``image_size`` the only [model] key (positions interpolated); a new head when its labels are not the corpus's.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from torch import nn
 
 from rosetta.data.batching import BatchStream
 from rosetta.data.images import as_nchw, holdout, load_images, normalize, random_shift, resize_images
+from rosetta.hub.runs import start_from
 from rosetta.models.vit import ImageSpec, ViT, vit_config
 from rosetta.train.recipe import Recipe
 
@@ -94,7 +97,9 @@ class ImageClassificationTask:
             raise ValueError("image-classification needs data.corpus: mnist or digits")
         if d.augment_shift < 0:
             raise ValueError(f"data.augment_shift must be ≥ 0, got {d.augment_shift}")
-        self.config, self.image = vit_config(m.preset, **m.overrides)
+        self.start = self._start() if m.pretrained else None
+        if self.start is None:
+            self.config, self.image = vit_config(m.preset, **m.overrides)
         images, labels = load_images(d.corpus, "train", data_dir)
         train_index, valid_index = holdout(len(images), d.valid_size or VALID_SIZE, d.seed)
         train_index = train_index[: d.max_train_examples]
@@ -107,8 +112,29 @@ class ImageClassificationTask:
         self.train_images, self.train_labels = x[train_index], y[train_index]
         self.valid_images, self.valid_labels = x[valid_index], y[valid_index]
         torch.manual_seed(recipe.train.seed)
-        self.model = ViT(self.config, self.image, self.num_labels)
+        self.model = ViT(self.config, self.image, self.num_labels) if self.start is None else self._pretrained()
         self.device = torch.device("cpu")
+
+    def _start(self):
+        """[model] pretrained = a Hugging Face ViT directory: its model and image spec, at [model] image_size
+        if given (its learned positions interpolated to the new patch grid: ``ViT.resize_positions``)."""
+        m = self.recipe.model
+        overrides = dict(m.overrides)
+        image_size = overrides.pop("image_size", None)
+        start = start_from(m.pretrained, "vit", self.recipe.data.task, overrides, m.load_weights)
+        if image_size is not None:
+            start.model.resize_positions(int(image_size))
+        self.config, self.image = start.model.config, start.model.image
+        return start
+
+    def _pretrained(self) -> ViT:
+        """The checkpoint's ViT; a new head (ViT's zero init) when its labels are not the corpus's."""
+        model = self.start.model
+        if model.num_labels != self.num_labels:
+            model.num_labels, model.head = self.num_labels, nn.Linear(model.head.in_features, self.num_labels)
+            nn.init.zeros_(model.head.weight)
+            nn.init.zeros_(model.head.bias)
+        return model
 
     def to(self, device: torch.device) -> None:
         self.device = device
@@ -145,10 +171,14 @@ class ImageClassificationTask:
 
     def model_config(self) -> dict[str, Any]:
         d = self.recipe.data
+        start = {"huggingface": self.start.record} if self.start else {}
         return {"family": "vit", "task": "image-classification", "model": self.config.to_dict(),
                 "image": self.image.to_dict(),
                 "num_labels": self.num_labels, "labels": self.labels, "corpus": d.corpus,
-                "valid_size": len(self.valid_labels), "data_seed": d.seed}
+                "valid_size": len(self.valid_labels), "data_seed": d.seed, **start}
 
     def write_tokenizers(self, directory: Path) -> None:
-        """Nothing to write: a ViT reads pixels, not tokens."""
+        """Nothing to write: a ViT reads pixels, not tokens (config.json's "image" says how to prepare them; a
+        Hugging Face start's preprocessor_config.json is copied beside it)."""
+        if self.start:
+            self.start.write_tokenizers(directory)
