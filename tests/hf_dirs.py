@@ -185,3 +185,49 @@ def t5_directory(root: Path, layout: str, model_type: str = "t5", seed: int = 0)
                   "bad_words_ids": [[0]]}  # as opus-mt's: no <pad> inside an output
     (root / "generation_config.json").write_text(json.dumps(generation))
     return root
+
+
+SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+ROBERTA_CORPUS = ["The cat sat on the mat.", "Ada Lovelace wrote it in 1843!", "a dog ran after the cat",
+          "Zebra quartz, éclair? 猫 🐱", "who wrote the notes on the engine"] * 4
+ROBERTA = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
+               max_position_embeddings=40, type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2)
+
+
+def save_roberta_tokenizer(directory) -> int:
+    """A byte-level BPE trained on ROBERTA_CORPUS: tokenizer.json (RoBERTa's <s> … </s> post-processor) for Rosetta,
+    vocab.json + merges.txt for transformers' RobertaTokenizer. Returns the vocabulary size."""
+    from tokenizers import AddedToken, ByteLevelBPETokenizer, processors
+
+    tok = ByteLevelBPETokenizer()
+    tok.train_from_iterator(ROBERTA_CORPUS, vocab_size=300, min_frequency=1, special_tokens=SPECIALS)
+    tok.add_special_tokens([AddedToken("<mask>", lstrip=True, special=True)])  # as RobertaTokenizer's mask
+    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    tok.save(str(directory / "tokenizer.json"))
+    tok.save_model(str(directory))
+    return tok.get_vocab_size()
+
+
+def roberta_reference_tokenizer(directory):
+    """transformers' RobertaTokenizer from vocab.json + merges.txt, its <mask> taking the space before it (as in
+    roberta-base's own tokenizer files)."""
+    import transformers
+    from tokenizers import AddedToken
+
+    return transformers.RobertaTokenizer(str(directory / "vocab.json"), str(directory / "merges.txt"),
+                                         mask_token=AddedToken("<mask>", lstrip=True, rstrip=False))
+
+
+def roberta_directory(root, name, seed=0, **extra):
+    """A random RoBERTa ``name`` model (every parameter perturbed) and its tokenizer files in ``root``."""
+    import transformers
+
+    root.mkdir(parents=True, exist_ok=True)
+    vocab = save_roberta_tokenizer(root)
+    torch.manual_seed(seed)
+    hf = getattr(transformers, name)(transformers.RobertaConfig(vocab_size=vocab, **ROBERTA, **extra)).eval()
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    hf.save_pretrained(root)
+    return root, hf

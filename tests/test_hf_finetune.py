@@ -20,13 +20,24 @@ import torch
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("sentencepiece")
 
-from hf_dirs import CORPUS, DE, EN, marian_directory, t5_directory, write_gpt2_dir  # noqa: E402
+from hf_dirs import (  # noqa: E402
+    CORPUS,
+    DE,
+    EN,
+    ROBERTA_CORPUS,
+    marian_directory,
+    roberta_directory,
+    roberta_reference_tokenizer,
+    t5_directory,
+    write_gpt2_dir,
+)
 from safetensors.torch import load_file  # noqa: E402
 from transformers import MarianMTModel, MarianTokenizer  # noqa: E402
 
 import rosetta  # noqa: E402
 from rosetta.decode.loading import load_any  # noqa: E402
 from rosetta.decode.sampling import generate as sample  # noqa: E402
+from rosetta.models.pretrained import tokenize  # noqa: E402
 from rosetta.tasks import build_task  # noqa: E402
 from rosetta.train import Trainer  # noqa: E402
 from rosetta.train.recipe import recipe_from_dict  # noqa: E402
@@ -235,3 +246,28 @@ def test_a_vit_fine_tune_learns_at_another_image_size(vit_dir, tmp_path):
     assert loaded.info["image"]["image_size"] == 16 and loaded.model(torch.randn(1, 3, 16, 16)).shape == (1, 10)
     with pytest.raises(ValueError, match=r"\[model\] patch_size: a Hugging Face start keeps"):
         train(vit_recipe(vit_dir, 1, 0.0, patch_size=4), tmp_path / "bad")
+
+
+# ------------------------------------------------------------------------------------------ encoders
+def test_a_roberta_classifier_starts_from_the_checkpoints_encoder_and_tokenizer(tmp_path):
+    """Classification from a RoBERTa directory (positions from pad + 1, <pad> = 1): read through the family
+    registry, so the run's encoder gives RobertaModel's hidden states and pads with <pad>; the head is new."""
+    directory, _ = roberta_directory(tmp_path / "roberta", "RobertaModel")
+    data = tmp_path / "train.tsv"
+    data.write_text("".join(f"{t}\t{i % 2}\n" for i, t in enumerate(ROBERTA_CORPUS)), encoding="utf-8")
+    recipe = {"data": {"task": "classification", "train_src": str(data), "valid_src": str(data), "max_length": 32},
+              "tokenizer": {"kind": "pretrained"}, "model": {"pretrained": str(directory)},
+              "train": training(2, 0.0, batch_size=8, max_tokens=1000)}
+    run = train(recipe, tmp_path / "run")
+    loaded = load_any(run)
+    reference = roberta_reference_tokenizer(directory)
+    enc = reference(ROBERTA_CORPUS[:4], padding=True, return_tensors="pt")
+    ids, mask, _ = tokenize(loaded.tokenizer, ROBERTA_CORPUS[:4])
+    assert torch.equal(ids, enc["input_ids"]) and torch.equal(mask, enc["attention_mask"])
+    hf = transformers.RobertaModel.from_pretrained(directory).eval()
+    with torch.no_grad():
+        theirs = hf(**enc).last_hidden_state
+        ours = loaded.model(ids, mask)
+    real = mask.bool()
+    torch.testing.assert_close(ours[real], theirs[real], atol=1e-5, rtol=0)
+    assert loaded.model.num_labels == 2 and loaded.model.config.position_offset

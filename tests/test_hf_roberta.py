@@ -13,6 +13,8 @@ import json
 import pytest
 import torch
 from hf_dirs import cli, twin
+from hf_dirs import roberta_directory as make_dir
+from hf_dirs import roberta_reference_tokenizer as reference_tokenizer
 
 from rosetta.checkpoint import CheckpointError
 from rosetta.decode.fill_mask import masked_input
@@ -22,56 +24,15 @@ from rosetta.models.pretrained import tokenize
 transformers = pytest.importorskip("transformers")
 
 TOL = 1e-5
-SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-CORPUS = ["The cat sat on the mat.", "Ada Lovelace wrote it in 1843!", "a dog ran after the cat",
-          "Zebra quartz, éclair? 猫 🐱", "who wrote the notes on the engine"] * 4
 TEXTS = ["The cat sat on the mat.", "Ada Lovelace wrote it in 1843!", "a dog ran", "Zebra quartz, Éclair? 猫🐱 x"]
 LABELS = {0: "negative", 1: "positive", 2: "neutral"}
 MASKED = "the cat <mask> on the <mask>."
-ROBERTA = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
-               max_position_embeddings=40, type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2)
 KINDS = {  # class, the output compared, the tensor the twin changes
     "base": ("RobertaModel", "last_hidden_state", "encoder.layer.1.attention.self.query.weight"),
     "classifier": ("RobertaForSequenceClassification", "logits", "classifier.out_proj.bias"),
     "qa": ("RobertaForQuestionAnswering", "start_logits", "qa_outputs.weight"),
     "mlm": ("RobertaForMaskedLM", "logits", "lm_head.bias"),
 }
-
-
-def save_tokenizer(directory) -> int:
-    """A byte-level BPE trained on CORPUS: tokenizer.json (RoBERTa's <s> … </s> post-processor) for Rosetta,
-    vocab.json + merges.txt for transformers' RobertaTokenizer. Returns the vocabulary size."""
-    from tokenizers import AddedToken, ByteLevelBPETokenizer, processors
-
-    tok = ByteLevelBPETokenizer()
-    tok.train_from_iterator(CORPUS, vocab_size=300, min_frequency=1, special_tokens=SPECIALS)
-    tok.add_special_tokens([AddedToken("<mask>", lstrip=True, special=True)])  # as RobertaTokenizer's mask
-    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
-    tok.save(str(directory / "tokenizer.json"))
-    tok.save_model(str(directory))
-    return tok.get_vocab_size()
-
-
-def reference_tokenizer(directory):
-    """transformers' RobertaTokenizer from vocab.json + merges.txt, its <mask> taking the space before it (as in
-    roberta-base's own tokenizer files)."""
-    from tokenizers import AddedToken
-
-    return transformers.RobertaTokenizer(str(directory / "vocab.json"), str(directory / "merges.txt"),
-                                         mask_token=AddedToken("<mask>", lstrip=True, rstrip=False))
-
-
-def make_dir(root, name, seed=0, **extra):
-    """A random RoBERTa ``name`` model (every parameter perturbed) and its tokenizer files in ``root``."""
-    root.mkdir(parents=True, exist_ok=True)
-    vocab = save_tokenizer(root)
-    torch.manual_seed(seed)
-    hf = getattr(transformers, name)(transformers.RobertaConfig(vocab_size=vocab, **ROBERTA, **extra)).eval()
-    with torch.no_grad():
-        for p in hf.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    hf.save_pretrained(root)
-    return root, hf
 
 
 def diff_to_hf(model, hf, directory, output) -> float:

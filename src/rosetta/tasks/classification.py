@@ -26,7 +26,6 @@ from rosetta.data import corpora
 from rosetta.data.batching import BatchStream, ClassificationBatch, collate_classification, make_batches
 from rosetta.data.tokenizer import Tokenizer, encode_texts
 from rosetta.models.encoder import EncoderModel, bert_config
-from rosetta.models.pretrained import load_tokenizer, resolve_pretrained
 from rosetta.tasks import preset_sizes
 from rosetta.train.recipe import Recipe
 
@@ -96,8 +95,7 @@ class ClassificationTask:
         base, self.tokenizer, facts = load_base(self.pretrained)
         self.tokenizer_kind = facts["tokenizer"]
         if self.tokenizer_kind == "pretrained":  # Hugging Face: truncate at data.max_length
-            self.tokenizer = load_tokenizer(resolve_pretrained(self.pretrained),
-                                            max_length=self.recipe.data.max_length)
+            self.tokenizer.enable_truncation(self.recipe.data.max_length)
         config = base.config.replace(**self.recipe.model.overrides)  # e.g. dropout
         model = EncoderModel(config, num_labels=self.num_labels)
         if load_weights:

@@ -47,19 +47,18 @@ from rosetta.data.qa import (
 from rosetta.data.tokenizer import Tokenizer
 from rosetta.decode.loading import LoadedModel, load_any
 from rosetta.decode.qa import QuestionAnswerer
+from rosetta.hub.reader import read_hf
 from rosetta.models.encoder import EncoderModel, bert_config
 from rosetta.models.pretrained import (
     MINILM_NAMES,
     is_huggingface_dir,
-    load_pretrained,
-    load_tokenizer,
-    resolve_pretrained,
 )
 from rosetta.tasks import preset_sizes
 from rosetta.tasks.qa_metrics import metric_for, qa_scores
 from rosetta.train.recipe import Recipe
 
-HEADS = ("pooler.", "classifier.", "mlm.", "qa_outputs.")  # left behind when a pretrained encoder is reused
+# left behind when a pretrained encoder is reused
+HEADS = ("pooler.", "pre_classifier.", "classifier.", "mlm.", "qa_outputs.")
 MAX_QUERY_LENGTH = 64
 
 
@@ -81,10 +80,14 @@ def load_questions(recipe: Recipe, data_dir: Path | None) -> tuple[list[Question
 
 
 def load_base(pretrained: str) -> tuple[EncoderModel, Any, dict[str, Any]]:
-    """(encoder, tokenizer, facts for config.json) of a Hugging Face BERT directory or a Rosetta encoder run."""
+    """(encoder, tokenizer, facts for config.json) of a Hugging Face encoder directory (BERT, RoBERTa,
+    DistilBERT, all-MiniLM-L6-v2: read through ``rosetta.hub``'s registry) or a Rosetta encoder run."""
     if str(pretrained).lower() in MINILM_NAMES or is_huggingface_dir(pretrained):
-        path = resolve_pretrained(pretrained)
-        return load_pretrained(path), load_tokenizer(path), {"tokenizer": "pretrained"}
+        loaded = read_hf(pretrained)
+        if loaded.family != "encoder":
+            raise ValueError(f"{pretrained} holds a {loaded.info['model_type']} model (Rosetta family "
+                             f"{loaded.family!r}); QA and classification fine-tune encoders: BERT, RoBERTa, DistilBERT")
+        return loaded.model.float(), loaded.tokenizer, {"tokenizer": "pretrained"}
     directory = Path(pretrained)
     if not (directory.is_dir() and (has_final_model(directory) or (directory / "config.json").is_file()
                                     or (directory / "checkpoints").is_dir())):
