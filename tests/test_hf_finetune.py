@@ -35,6 +35,7 @@ from safetensors.torch import load_file  # noqa: E402
 from transformers import MarianMTModel, MarianTokenizer  # noqa: E402
 
 import rosetta  # noqa: E402
+from rosetta.compress.export import export_model  # noqa: E402
 from rosetta.decode.loading import load_any  # noqa: E402
 from rosetta.decode.sampling import generate as sample  # noqa: E402
 from rosetta.models.pretrained import tokenize  # noqa: E402
@@ -271,3 +272,22 @@ def test_a_roberta_classifier_starts_from_the_checkpoints_encoder_and_tokenizer(
     real = mask.bool()
     torch.testing.assert_close(ours[real], theirs[real], atol=1e-5, rtol=0)
     assert loaded.model.num_labels == 2 and loaded.model.config.position_offset
+
+
+# ------------------------------------------------------------------------------------------ exports
+@pytest.mark.parametrize("fmt", ["onnx", "ctranslate2"])
+def test_a_marian_directory_and_a_run_from_it_export_and_decode_what_generate_gives(fmt, marian_dir, parallel,
+                                                                                     tmp_path):
+    """rosetta export of the Hugging Face directory itself and of a run started from it (lr 0): each export
+    tokenises with the checkpoint's copied files and decodes, greedy, what MarianMTModel.generate gives."""
+    pytest.importorskip("onnxruntime" if fmt == "onnx" else "ctranslate2")
+    run = train(marian_recipe(marian_dir, parallel, steps=1, lr=0.0), tmp_path / "run")
+    expected = generate(marian_dir, SOURCES, beam=1)
+    for source in (marian_dir, run):
+        out = tmp_path / f"export-{source.name}"
+        export_model(source, out, fmt)
+        assert (out / "source.spm").read_bytes() == (marian_dir / "source.spm").read_bytes()
+        exported = rosetta.load(out)
+        assert exported.translate(SOURCES, beam=1) == expected, source
+        if fmt == "onnx":  # Rosetta's own beam search over the exported graphs
+            assert exported.translate(SOURCES, beam=4) == generate(marian_dir, SOURCES, beam=4)

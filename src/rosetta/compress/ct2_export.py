@@ -5,15 +5,19 @@ The model's flags map onto ``TransformerEncoderSpec`` / ``TransformerDecoderSpec
     Rosetta (ModelConfig)                 CTranslate2 (spec)
     norm_first (Pre-LN) / Post-LN         pre_norm=True / False; Pre-LN's final norm → encoder/decoder.layer_norm
     norm = layernorm / rmsnorm            LayerNormSpec(gamma, beta) / rms_norm=True (gamma); config.layer_norm_epsilon
-    activation relu, gelu, gelu_tanh      Activation.RELU, GELU (erf), GELUTanh
+    activation relu, gelu, gelu_tanh,     Activation.RELU, GELU (erf), GELUTanh,
+      silu (Marian's swish)               SWISH
     swiglu / geglu                        ffn_glu=True, SWISH / GELUTanh: act(x W1) ⊙ x W3 → linear_0, linear_0_noact
     positional sinusoidal / learned       position_encodings.encodings = the table / the learned rows (both as a table)
+    sinusoidal_layout (halves: Marian)    the table in that layout
+    position_offset (BART, RoBERTa)       the table from that row on (CTranslate2 counts positions from 0)
     scale_embeddings (× √d_model)         scale_embeddings
     embedding_norm                        layernorm_embedding
     scale_attention = False (T5)          queries_scale = 1.0 on every attention
     scale_decoder_output (T5, tied)       decoder.scale_outputs = d_model^-½
     qkv_proj [Q; K; V], kv_proj [K; V]    self_attention.linear[0] (fused QKV), attention.linear[1] (fused KV)
     output Linear (tied or not)           decoder.projection
+    output_bias (final_logits_bias)       decoder.projection.bias
 
 What CTranslate2's Transformer cannot express is refused with the reason: rotary positions (its encoder–decoder
 spec has none), no positions, T5's relative position bias (its table is per layer there, bucketed from its own
@@ -33,7 +37,7 @@ from rosetta.nn.attention import MultiHeadAttention
 from rosetta.nn.positional import LearnedPositionalEmbedding, sinusoidal_encoding
 
 ACTIVATIONS = {"relu": ("RELU", False), "gelu": ("GELU", False), "gelu_tanh": ("GELUTanh", False),
-               "swiglu": ("SWISH", True), "geglu": ("GELUTanh", True)}
+               "silu": ("SWISH", False), "swiglu": ("SWISH", True), "geglu": ("GELUTanh", True)}
 QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16",
                  "float32")
 
@@ -102,12 +106,15 @@ def _layer(spec, layer: nn.Module, scale_attention: bool) -> None:
 
 
 def _embeddings(spec, embed: nn.Module, config, token_spec) -> None:
-    """Token table, position table (sinusoidal: Rosetta's interleaved sin/cos; learned: its rows), scale, norm."""
+    """Token table, position table (sinusoidal in the model's layout, or the learned rows; from the model's
+    first position row on), scale, norm."""
     token_spec.weight = _array(embed.token.weight)
+    first = config.position_offset
     if isinstance(embed.position, LearnedPositionalEmbedding):
-        spec.position_encodings.encodings = _array(embed.position.weight)
+        spec.position_encodings.encodings = _array(embed.position.weight[first:])
     else:
-        spec.position_encodings.encodings = _array(sinusoidal_encoding(config.max_len, config.d_model))
+        table = sinusoidal_encoding(config.max_len, config.d_model, layout=config.sinusoidal_layout)
+        spec.position_encodings.encodings = _array(table[first:])
     spec.scale_embeddings = bool(config.scale_embeddings)
     if embed.norm is not None:
         _norm(spec.layernorm_embedding, embed.norm)
@@ -137,10 +144,18 @@ def transformer_spec(model: Transformer):
     if config.norm_first:
         _norm(encoder.layer_norm, model.encoder.final_norm)
         _norm(decoder.layer_norm, model.decoder.final_norm)
-    decoder.projection.weight = _array(model.output.weight)
+    _linear(decoder.projection, model.output)  # with Marian's final_logits_bias when the model has one
     if config.scale_decoder_output:
         decoder.scale_outputs = np.float32(config.d_model**-0.5)
     return spec
+
+
+def vocabulary(tokenizer, config, source: bool) -> list[str]:
+    """The token of every row of the embedding table (row i is id i), as CTranslate2 wants one string per row:
+    ids the tokenizer does not name (rows beyond a Hugging Face vocabulary) get unique placeholders."""
+    rows = config.src_vocab_size if source else config.tgt_vocab_size
+    tokens = [tokenizer.id_to_token(i) for i in range(rows)]
+    return [t if t is not None else f"<unused{i}>" for i, t in enumerate(tokens)]
 
 
 def export_ctranslate2(model: Transformer, src_tokenizer, tgt_tokenizer, out: str | Path,
@@ -150,9 +165,8 @@ def export_ctranslate2(model: Transformer, src_tokenizer, tgt_tokenizer, out: st
     if quantization is not None and quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization {quantization!r} is not one of CTranslate2's: {', '.join(QUANTIZATIONS)}")
     spec = transformer_spec(model)
-    for tokenizer, register in ((src_tokenizer, spec.register_source_vocabulary),
-                                (tgt_tokenizer, spec.register_target_vocabulary)):
-        register([tokenizer.id_to_token(i) for i in range(tokenizer.vocab_size)])  # row i of the table is id i
+    spec.register_source_vocabulary(vocabulary(src_tokenizer, model.config, source=True))
+    spec.register_target_vocabulary(vocabulary(tgt_tokenizer, model.config, source=False))
     config = model.config
     spec.config.add_source_eos = False  # Rosetta's sources already end in </s>
     spec.config.bos_token = spec.config.decoder_start_token = tgt_tokenizer.id_to_token(config.bos_id)

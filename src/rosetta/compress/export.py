@@ -22,12 +22,17 @@ from pathlib import Path
 from rosetta import checkpoint as ckpt
 from rosetta.data.tokenizer import save_tokenizers
 from rosetta.decode.engines import CT2_DIR, FORMATS
-from rosetta.decode.folder import build, model_config, open_folder, read_tokenizers
+from rosetta.decode.folder import build, model_config, open_folder, read_huggingface, read_tokenizers
+from rosetta.models.pretrained import is_huggingface_dir
 from rosetta.models.transformer import Transformer
 
 
 def load_source(model_dir: str | Path) -> tuple[Path, dict, Transformer]:
-    """(model directory, its config.json, the ``Transformer`` in eval mode) of a trained translation model."""
+    """(model directory, its config.json, the ``Transformer`` in eval mode) of a trained translation model, or of
+    a Hugging Face translation directory (Marian, BART, T5: config.json made from the checkpoint's, as for a run
+    fine-tuned from it: its "huggingface" record and its generation options)."""
+    if is_huggingface_dir(model_dir):
+        return huggingface_source(model_dir)
     path, info = open_folder(model_dir)  # a broken folder: CheckpointError, one line naming the file
     family = ckpt.model_family(info)
     if family != "translation":
@@ -40,6 +45,34 @@ def load_source(model_dir: str | Path) -> tuple[Path, dict, Transformer]:
     model = build(path, lambda: Transformer(config))
     ckpt.load_weights(path, model, "cpu")
     return path, info, model.eval()
+
+
+def huggingface_source(model_dir: str | Path) -> tuple[Path, dict, Transformer]:
+    """``load_source`` of a Hugging Face directory (``rosetta.hub``): its module, and the config.json a run
+    fine-tuned from it would have."""
+    from rosetta.hub.generation import generation_options
+    from rosetta.hub.runs import Start
+
+    loaded = read_huggingface(model_dir)
+    if loaded.family != "translation":
+        raise ValueError(f"{model_dir} holds a {loaded.info['model_type']} model (Rosetta family {loaded.family!r}); "
+                         "export --format onnx / ctranslate2 takes encoder–decoder models (Marian, BART, T5)")
+    path = Path(loaded.info["path"])
+    record = Start(loaded.model, loaded.tokenizer, loaded.target_tokenizer, loaded.hf_config, path).record
+    info = {"family": "translation", "model": loaded.model.config.to_dict(), "huggingface": record,
+            "decode": generation_options(path, loaded.hf_config)}
+    return path, info, loaded.model.eval()
+
+
+def write_tokenizers(directory: Path, path: Path, info: dict, src_tok, tgt_tok) -> None:
+    """The model's tokenizer files into the export: a Hugging Face checkpoint's own files (copied: the export
+    reads text as the checkpoint does), or Rosetta's."""
+    if info.get("huggingface"):
+        from rosetta.hub.runs import copy_tokenizer_files
+
+        copy_tokenizer_files(path, directory)
+    else:
+        save_tokenizers(directory, src_tok, tgt_tok)
 
 
 def export_model(model_dir: str | Path, out: str | Path, fmt: str, quantization: str | None = None) -> Path:
@@ -67,7 +100,7 @@ def export_model(model_dir: str | Path, out: str | Path, fmt: str, quantization:
             from rosetta.compress.ct2_export import export_ctranslate2
 
             export_ctranslate2(model, src_tok, tgt_tok, tmp / CT2_DIR, quantization)
-        save_tokenizers(tmp, src_tok, tgt_tok)
+        write_tokenizers(tmp, path, info, src_tok, tgt_tok)
         exported = {**info, "format": fmt, "exported_from": str(path.resolve()), "quantization": quantization,
                     **extra}
         (tmp / ckpt.CONFIG_FILE).write_text(json.dumps(exported, indent=2, sort_keys=True, ensure_ascii=False)

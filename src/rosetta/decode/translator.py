@@ -134,6 +134,8 @@ class CT2Translator(Translator):
     def _search(self, src: torch.Tensor, beam: int, alpha: float, no_repeat_ngram_size: int = 0,
                 **limits: Any) -> list[list[int]]:
         caps = output_limits(src, self.config.pad_id, cap=self.config.max_len, **limits)
+        if self.decode_options.force_eos:  # generate's forced_eos: the last token the limit allows is EOS
+            caps = (caps - 1).clamp(min=0)
         id_lists = [row[row != self.config.pad_id].tolist() for row in src.cpu()]
         return self.model.translate_ids(id_lists, caps.tolist(), beam, alpha, no_repeat_ngram_size or 0)
 

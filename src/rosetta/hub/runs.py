@@ -55,10 +55,15 @@ class Start:
         return {**generation_options(self.path, self.hf_config), **changed}
 
     def write_tokenizers(self, directory: str | Path) -> None:
-        """Copy the checkpoint's tokenizer files (``TOKENIZER_FILES`` that exist) into ``directory``."""
-        for name in TOKENIZER_FILES:
-            if (self.path / name).is_file():
-                shutil.copyfile(self.path / name, Path(directory) / name)
+        """Copy the checkpoint's tokenizer files into ``directory`` (``copy_tokenizer_files``)."""
+        copy_tokenizer_files(self.path, directory)
+
+
+def copy_tokenizer_files(source: str | Path, directory: str | Path) -> None:
+    """Copy the ``TOKENIZER_FILES`` that exist in ``source`` into ``directory``, byte for byte."""
+    for name in TOKENIZER_FILES:
+        if (Path(source) / name).is_file():
+            shutil.copyfile(Path(source) / name, Path(directory) / name)
 
 
 def start_from(pretrained: str | Path, family: str, task: str, overrides: dict[str, Any] | None = None,
