@@ -36,6 +36,7 @@ from transformers import MarianMTModel, MarianTokenizer  # noqa: E402
 
 import rosetta  # noqa: E402
 from rosetta.compress.export import export_model  # noqa: E402
+from rosetta.compress.hf_export import export_huggingface  # noqa: E402
 from rosetta.decode.loading import load_any  # noqa: E402
 from rosetta.decode.sampling import generate as sample  # noqa: E402
 from rosetta.models.pretrained import tokenize  # noqa: E402
@@ -291,3 +292,23 @@ def test_a_marian_directory_and_a_run_from_it_export_and_decode_what_generate_gi
         assert exported.translate(SOURCES, beam=1) == expected, source
         if fmt == "onnx":  # Rosetta's own beam search over the exported graphs
             assert exported.translate(SOURCES, beam=4) == generate(marian_dir, SOURCES, beam=4)
+
+
+@pytest.mark.parametrize("beam", [1, 4])
+def test_a_fine_tuned_marian_goes_back_to_a_directory_transformers_reads(beam, marian_dir, parallel, tmp_path):
+    """Rosetta → Hugging Face → Rosetta: the fine-tuned weights (moved by training) in MarianMTModel decode what
+    the run decodes, through the checkpoint's own tokenizer files."""
+    run = train(marian_recipe(marian_dir, parallel, steps=6, lr=3e-3), tmp_path / "run")
+    out = export_huggingface(run, tmp_path / "hf")
+    assert (out / "vocab.json").read_bytes() == (marian_dir / "vocab.json").read_bytes()
+    tuned = rosetta.load(run).translate(SOURCES, beam=beam)
+    assert generate(out, SOURCES, beam) == tuned != generate(marian_dir, SOURCES, beam)
+    assert rosetta.load(out).translate(SOURCES, beam=beam) == tuned
+
+
+def test_a_fine_tuned_gpt2_goes_back_to_gpt2(gpt2_dir, text, tmp_path):
+    run = train(gpt2_recipe(gpt2_dir, text, steps=6, lr=3e-3), tmp_path / "run")
+    out = export_huggingface(run, tmp_path / "hf")
+    loaded = load_any(run)
+    ids = loaded.tokenizer.encode("Hello world")
+    assert list(sample(loaded.model, ids, 12, temperature=0.0)) == hf_greedy(out, "Hello world")

@@ -9,7 +9,11 @@
           tokenizer_config.json naming PreTrainedTokenizerFast and the special tokens, so ``AutoTokenizer``
           gives the same ids
 
-Refused, with the reason (``REFUSED``): the translation layout (Pre-LN with final norms: fairseq's
+A model fine-tuned from a Hugging Face checkpoint (``[model] pretrained = DIR``: Marian, GPT-2, …) goes back to
+its checkpoint's family when that family has a way back (``config_to_hf``, ``weights_to_hf``), with the
+checkpoint's own tokenizer files.
+
+Refused, with the reason (``REFUSED``): Rosetta's own translation layout (Pre-LN with final norms: fairseq's
 ``normalize_before`` Transformer, which transformers has as M2M100, not written yet; Marian is Post-LN) and
 encoder classifiers (they read the mean of the tokens; BertForSequenceClassification reads a pooled [CLS]).
 The directory is written beside OUT and renamed into place when complete; ``rosetta`` reads it back too.
@@ -73,6 +77,34 @@ def _gpt2(loaded: LoadedModel, out: Path) -> None:
         indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def _way_back(loaded: LoadedModel):
+    """The ``HFFamily`` a model fine-tuned from a Hugging Face checkpoint came from, when that family has a way
+    back (``config_to_hf`` and ``weights_to_hf``); None for any other model."""
+    from rosetta.hub.registry import hf_family
+
+    record = loaded.info.get("huggingface")
+    if not record:
+        return None
+    spec = hf_family(record.get("model_type"))
+    return spec if spec.config_to_hf is not None and spec.weights_to_hf is not None else None
+
+
+def _recorded(loaded: LoadedModel, out: Path) -> None:
+    """A model fine-tuned from a Hugging Face checkpoint, back in that checkpoint's family: its config.json with
+    the sizes and flags ``config_to_hf`` gives, the weights through ``weights_to_hf``, and the checkpoint's
+    tokenizer, processor and generation files that the run copied (``rosetta.hub.runs``)."""
+    from safetensors.torch import save_file
+
+    from rosetta.hub.runs import copy_tokenizer_files
+    from rosetta.models.pretrained import WEIGHTS_FILE
+
+    spec, model = _way_back(loaded), loaded.model
+    config = {**loaded.info["huggingface"]["config"], **spec.config_to_hf(model.config)}
+    (out / ckpt.CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    save_file(spec.weights_to_hf(model.state_dict(), model.config), str(out / WEIGHTS_FILE), metadata={"format": "pt"})
+    copy_tokenizer_files(loaded.info["path"], out)
+
+
 EXPORTERS: dict[str, Any] = {"vit": _vit, "lm": _gpt2}
 
 
@@ -84,7 +116,7 @@ def export_huggingface(model_dir: str | Path, out: str | Path) -> Path:
     loaded = load_any(model_dir)
     if loaded.info.get("source") == "huggingface":
         raise ValueError(f"{model_dir} already is a Hugging Face directory")
-    exporter = EXPORTERS.get(loaded.family)
+    exporter = _recorded if _way_back(loaded) is not None else EXPORTERS.get(loaded.family)
     if exporter is None:
         raise ValueError(f"{model_dir}: cannot export a {loaded.family!r} model to Hugging Face: "
                          + REFUSED.get(loaded.family, "no Hugging Face counterpart"))
