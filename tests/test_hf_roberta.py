@@ -128,3 +128,19 @@ def test_unsupported_roberta_heads_are_refused_in_one_line(tmp_path):
         load_any(directory)
     assert "\n" not in str(error.value) and "unsupported architecture RobertaForTokenClassification" in str(error.value)
     assert "RobertaForMaskedLM" in str(error.value)
+
+
+def test_a_question_context_pair_gives_transformers_span_logits(tmp_path):
+    """A pair as Rosetta's QA windows give it (BERT's segments: the context is type 1) and as
+    RobertaForQuestionAnswering reads it (one token type: RoBERTa's tokenizer returns none): the same logits."""
+    directory, hf = make_dir(tmp_path / "qa", "RobertaForQuestionAnswering", seed=7)
+    loaded = load_any(directory)
+    question, context = "who wrote it?", "Ada Lovelace wrote it in 1843."
+    ids, mask, types = tokenize(loaded.tokenizer, [(question, context)])
+    enc = reference_tokenizer(directory)(question, context, return_tensors="pt")
+    assert torch.equal(ids, enc["input_ids"])
+    types[0, int((ids[0] == 2).nonzero()[0]) + 1 :] = 1  # after the question's </s>: the context, as QA windows
+    with torch.no_grad():
+        start, end = loaded.model.span_logits(loaded.model(ids, mask, types))
+        ref = hf(**enc)
+    assert max((start - ref.start_logits).abs().max().item(), (end - ref.end_logits).abs().max().item()) < TOL

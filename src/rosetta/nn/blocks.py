@@ -123,8 +123,9 @@ class Embeddings(nn.Module):
         if self.position is not None:
             x = x + self.position(ids.shape[1], offset + self.position_offset)
         if self.token_type is not None:
-            types = token_type_ids if token_type_ids is not None else torch.zeros_like(ids)
-            x = x + self.token_type(types)
+            # one type only (RoBERTa): a pair's second text is type 0 too, as its tokenizer gives no type ids
+            given = token_type_ids is not None and self.token_type.num_embeddings > 1
+            x = x + self.token_type(token_type_ids if given else torch.zeros_like(ids))
         if self.norm is not None:
             x = self.norm(x)
         return self.dropout(x)
