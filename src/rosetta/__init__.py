@@ -23,7 +23,8 @@ The names below, and ``rosetta.attention``, ``rosetta.positional`` and ``rosetta
 import sys
 
 from rosetta import decode
-from rosetta.decode.translator import Translator, load
+from rosetta.decode.pipelines import load
+from rosetta.decode.translator import Translator
 from rosetta.models.encoder import EncoderModel, bert_config
 from rosetta.models.lm import LanguageModel, gpt_config
 from rosetta.models.pretrained import load_pretrained

@@ -124,6 +124,10 @@ def load_huggingface(directory: str | Path, device: torch.device) -> LoadedModel
     loaded = read_huggingface(directory)
     info = {"family": loaded.family, "model": loaded.model.config.to_dict(), "tokenizer": "pretrained",
             **loaded.info}
+    heads = (("qa", "qa_outputs"), ("mlm", "mlm"), ("classification", "classifier"))  # the head it has
+    task = next((task for task, head in heads if getattr(loaded.model, head, None) is not None), None)
+    if loaded.family == "encoder":  # what it does: rosetta.load's pipeline, the server's mode
+        info["task"] = task or "embedding"
     if getattr(loaded.model, "num_labels", 0):  # a classifier: its names from id2label
         id2label = loaded.hf_config.get("id2label") or {}
         info["labels"] = [id2label.get(str(i), id2label.get(i, str(i))) for i in range(loaded.model.num_labels)]

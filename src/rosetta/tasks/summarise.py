@@ -27,6 +27,7 @@ from torch import nn
 
 from rosetta.data.summaries import Document, load_summaries, split_sentences
 from rosetta.data.tokenizer import PretrainedTokenizer
+from rosetta.decode.pipelines import model_family_of
 from rosetta.models.bert2bert import bert2bert
 from rosetta.models.pretrained import resolve_pretrained
 from rosetta.models.transformer import Transformer
@@ -52,6 +53,14 @@ class SummarisationTask(TranslationTask):
             raise ValueError('tokenizer.kind = "pretrained" needs model.pretrained (e.g. "all-MiniLM-L6-v2")')
         self.pretrained = resolve_pretrained(m.pretrained) if m.pretrained else None
         super().__init__(recipe, data_dir, run_dir, resume)
+
+    def _huggingface_start(self):
+        """An encoder checkpoint (BERT, MiniLM) warm-starts bert2bert (``self.pretrained``); an encoder–decoder
+        one (BART, T5, Marian) starts as itself, as in translation."""
+        if self.pretrained is None or model_family_of(self.pretrained) != "translation":
+            return None
+        self.pretrained = None
+        return super()._huggingface_start()
 
     def _load_data(self, data_dir: Path | None) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """(abstract, first reference) pairs; the validation documents (repeats of train dropped) are kept in

@@ -45,10 +45,8 @@ class TranslationTask:
     def __init__(self, recipe: Recipe, data_dir: Path | None = None, run_dir: Path | None = None,
                  resume: bool = False):
         self.recipe = recipe
-        d, m = recipe.data, recipe.model
-        # [model] pretrained = a Hugging Face directory (Marian, BART): its model and tokenizers (rosetta.hub.runs)
-        self.start = (start_from(m.pretrained, "translation", d.task, m.overrides, m.load_weights)
-                      if m.pretrained else None)
+        d = recipe.data
+        self.start = self._huggingface_start()
         train_pairs, self.valid_pairs = self._load_data(data_dir)
         self.src_tok, self.tgt_tok = self._tokenizers(train_pairs, run_dir, resume)
         self.train_ids = self._encode(train_pairs, d.max_length)
@@ -57,6 +55,14 @@ class TranslationTask:
         self.model = self._build_model()
         self.config = self.model.config
         self.device = torch.device("cpu")
+
+    def _huggingface_start(self):
+        """[model] pretrained = a Hugging Face encoder–decoder directory (Marian, BART, T5): its model and
+        tokenizers (``rosetta.hub.runs.Start``); None without one."""
+        m = self.recipe.model
+        if not m.pretrained:
+            return None
+        return start_from(m.pretrained, "translation", self.recipe.data.task, m.overrides, m.load_weights)
 
     def _build_model(self) -> Transformer:
         """The recipe's preset with its [model] overrides, sized to the tokenizers' vocabularies (or the
