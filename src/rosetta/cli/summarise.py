@@ -20,7 +20,8 @@ def _load_summariser(model: Path, device: str):
 
     translator = load_translator(model, device)
     task = model_task(translator.info)
-    if task != "summarisation":
+    # a Hugging Face text-to-text directory (BART, T5) summarises as it translates: with its generation_config.json
+    if task != "summarisation" and translator.info.get("source") != "huggingface":
         fail(f"{model} holds a {task!r} model, not a summariser (config.json \"task\"); "
              "use rosetta translate for translation models")
     return translator

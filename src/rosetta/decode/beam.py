@@ -9,8 +9,9 @@ GNMT length penalty lp(Y) = ((5 + |Y|) / 6)^α (Wu et al., 2016, §7). A step re
     3. done      sentences that cannot improve leave the batch (their results are written out)
     4. follow    the decoder's caches follow the surviving hypotheses (``state.select_beams``)
 
-Hugging Face's scoring and stopping (lp(Y) = |Y|^α, ``generate``'s stopping estimate, a forced final EOS) are
-options for its models: ``length_norm="hf"``, ``force_eos``, ``renormalize`` (``beam_search_nbest``).
+Hugging Face's scoring and stopping (lp(Y) = |Y|^α, ``generate``'s stopping estimate, a forced final EOS, a forced
+first token) are options for its models: ``length_norm="hf"``, ``force_eos``, ``force_bos``, ``renormalize``
+(``beam_search_nbest``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,15 @@ import torch
 
 from rosetta.decode.defaults import DEFAULTS
 from rosetta.decode.sampling import apply_min_length, no_repeat_ngram_filter
-from rosetta.decode.search import LENGTH_NORMS, Hypothesis, _banned_tokens, force_eos_at_limit, output_limits
+from rosetta.decode.search import (
+    LENGTH_NORMS,
+    Hypothesis,
+    _banned_tokens,
+    force_bos_at_start,
+    force_eos_at_limit,
+    max_positions,
+    output_limits,
+)
 
 
 @dataclass
@@ -173,6 +182,7 @@ def beam_search_nbest(
     length_norm: str = "gnmt",
     force_eos: bool = False,
     renormalize: bool = False,
+    force_bos: int | None = None,
 ) -> list[list[Hypothesis]]:
     """Beam search over a batch of sources src_ids (B, S); returns per sentence its ``n_best`` hypotheses,
     best first, scored log P(Y | X) / lp(Y) with lp(Y) = ((5 + |Y|) / 6)^``length_penalty``.
@@ -198,14 +208,17 @@ def beam_search_nbest(
       raw score / lp(its current length) — ``generate``'s estimate, not a bound: a longer hypothesis could
       still have won with α > 0.
     * ``force_eos``: the last token a limit allows is EOS, at no cost (``forced_eos_token_id``).
+    * ``force_bos``: the first token is this id, at no cost (``forced_bos_token_id``); the first step then keeps
+      one finite hypothesis per sentence, and the beams fill from it at the second.
     * ``renormalize``: log-probabilities are renormalised after the bans (``renormalize_logits``).
+    * ``early_stopping=True`` is ``generate``'s too: with ``length_norm="hf"`` a sentence ends once K finished.
     """
     if length_norm not in LENGTH_NORMS:
         raise ValueError(f"length_norm={length_norm!r} is not one of {sorted(LENGTH_NORMS)}")
     if beam_size < 1 or not 1 <= n_best <= beam_size:
         raise ValueError(f"need beam_size ≥ 1 and 1 ≤ n_best ≤ beam_size, got {beam_size} and {n_best}")
     config, k, alpha = model.config, beam_size, length_penalty
-    limits = output_limits(src_ids, config.pad_id, max_len, max_len_ratio, max_len_offset, config.max_len)
+    limits = output_limits(src_ids, config.pad_id, max_len, max_len_ratio, max_len_offset, max_positions(config))
     n, total = src_ids.shape[0], int(limits.max())
     banned = _banned_tokens(config, src_ids.device)
 
@@ -223,6 +236,7 @@ def beam_search_nbest(
             history = beams.alive_tokens[:, :, :step].reshape(log_probs.shape[0], step)  # (Bₐ·W, step)
             no_repeat_ngram_filter(log_probs, history, no_repeat_ngram_size)
         at_limit = beams.limits == step + 1  # (Bₐ,) this token is the last one allowed
+        force_bos_at_start(log_probs, step, force_bos)
         if force_eos:
             force_eos_at_limit(log_probs, at_limit.repeat_interleave(log_probs.shape[0] // at_limit.shape[0]),
                                config.eos_id)
@@ -263,9 +277,10 @@ def beam_search(
     length_norm: str = "gnmt",
     force_eos: bool = False,
     renormalize: bool = False,
+    force_bos: int | None = None,
 ) -> list[list[int]]:
     """``beam_search_nbest`` with n_best = 1, returning only the best token ids of each sentence."""
     nbest = beam_search_nbest(model, src_ids, beam_size, 1, max_len, max_len_ratio, max_len_offset, min_len,
                               length_penalty, early_stopping, no_repeat_ngram_size, length_norm, force_eos,
-                              renormalize)
+                              renormalize, force_bos)
     return [hyps[0].tokens if hyps else [] for hyps in nbest]

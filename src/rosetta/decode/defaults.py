@@ -31,7 +31,12 @@ class DecodeOptions:
     max_len         at most this many output tokens (EOS not counted) instead of the ratio; None = the ratio
     length_norm     "gnmt" (the default above) or "hf": lp(Y) = |Y|^α, with ``generate``'s stopping rule
     force_eos       the last token the limit allows is EOS (``forced_eos_token_id``)
+    force_bos       a token id the output starts with, at no cost to its score (``forced_bos_token_id``: BART's
+                    <s> after its start token </s>); None = none forced
     renormalize     beam search renormalises log-probabilities after the bans (``renormalize_logits``)
+    early_stopping  beam search ends a sentence as soon as it has ``beam`` finished hypotheses (``early_stopping``)
+    min_len         EOS is held back until the output has this many tokens (``min_length`` − 1: Hugging Face
+                    counts the start token)
     """
 
     beam: int = 4
@@ -43,6 +48,9 @@ class DecodeOptions:
     length_norm: str = "gnmt"
     force_eos: bool = False
     renormalize: bool = False
+    force_bos: int | None = None
+    early_stopping: bool = False
+    min_len: int = 0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> DecodeOptions:

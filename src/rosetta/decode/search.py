@@ -20,8 +20,8 @@ not renormalised). |Y| counts the scored tokens: the output tokens plus the EOS 
 Hugging Face's conventions, as options (``rosetta.hub`` models decode with them, to give exactly what
 ``transformers``' ``generate`` gives): ``length_norm="hf"`` scores a finished beam log P(Y | X) / |Y|^α and stops
 a sentence by ``generate``'s rule (``rosetta.decode.beam``); ``force_eos`` makes the last token a limit allows
-EOS (``forced_eos_token_id``); ``renormalize`` (beam) renormalises the log-probabilities after the bans
-(``renormalize_logits``).
+EOS (``forced_eos_token_id``); ``force_bos`` makes the first output token the one given (``forced_bos_token_id``:
+BART's <s>); ``renormalize`` (beam) renormalises the log-probabilities after the bans (``renormalize_logits``).
 
 Output length limits (per sentence; ``src_len`` = its source tokens without padding):
 
@@ -30,8 +30,9 @@ Output length limits (per sentence; ``src_len`` = its source tokens without padd
   (fairseq's ``max_len_a · src_len + max_len_b``); with both given the smaller limit applies;
 * neither                           — ``DEFAULTS.max_len_ratio · src_len + max_len_offset`` (``decode.defaults``).
 
-Every limit is capped at ``model.config.max_len`` (the positions the model was built for). A sentence that
-reaches its limit without EOS simply ends there. ``min_len`` holds EOS back until that many tokens exist.
+Every limit is capped at the positions the model was built for (``max_positions``: ``config.max_len`` less a
+learned table's ``position_offset``). A sentence that reaches its limit without EOS simply ends there. ``min_len``
+holds EOS back until that many tokens exist.
 """
 
 from __future__ import annotations
@@ -95,9 +96,24 @@ def force_eos_at_limit(scores: torch.Tensor, at_limit: torch.Tensor, eos_id: int
     scores[:, eos_id].masked_fill_(at_limit, 0.0)
 
 
+def force_bos_at_start(scores: torch.Tensor, step: int, bos_id: int | None) -> None:
+    """In place, at the first step (``step`` 0) and with a ``bos_id``: −∞ for every token but ``bos_id``, which
+    gets 0 — Hugging Face's ``forced_bos_token_id`` (BART's outputs start with <s>, at no cost to the score)."""
+    if step == 0 and bos_id is not None:
+        scores.fill_(-math.inf)
+        scores[:, bos_id] = 0.0
+
+
+def max_positions(config) -> int:
+    """The most target positions the decoder can read: ``max_len``, less the rows a learned table skips
+    (``position_offset``: BART's first token reads row 2)."""
+    return config.max_len - (config.position_offset if config.positional == "learned" else 0)
+
+
 def _banned_tokens(config, device: torch.device) -> torch.Tensor:
-    """Ids never produced: PAD and BOS (their logits are set to −∞ every step)."""
-    return torch.tensor(sorted({config.pad_id, config.bos_id}), device=device)
+    """Ids never produced: PAD and BOS (their logits are set to −∞ every step) — but not EOS, even when the
+    decoder starts with it (BART: start token = </s>)."""
+    return torch.tensor(sorted({config.pad_id, config.bos_id} - {config.eos_id}), device=device)
 
 
 # ---------------------------------------------------------------------------------------------- greedy
@@ -112,6 +128,7 @@ def greedy_search(
     return_scores: bool = False,
     no_repeat_ngram_size: int = 0,
     force_eos: bool = False,
+    force_bos: int | None = None,
 ) -> list[list[int]] | list[Hypothesis]:
     """Greedy decoding of a batch of sources src_ids (B, S) (padded with ``config.pad_id``).
 
@@ -121,11 +138,12 @@ def greedy_search(
     whose score is the sum of its tokens' log-probabilities (EOS included when it ended the output).
     ``no_repeat_ngram_size`` n > 0: no output contains the same n-gram twice (``no_repeat_ngram_filter``).
     ``force_eos``: the last token a limit allows is EOS (``force_eos_at_limit``), so outputs that reach it have
-    one token fewer (Hugging Face's ``forced_eos_token_id``).
+    one token fewer (Hugging Face's ``forced_eos_token_id``). ``force_bos``: the first token is this id
+    (``force_bos_at_start``; Hugging Face's ``forced_bos_token_id``).
     """
     config = model.config
     eos = config.eos_id
-    limits = output_limits(src_ids, config.pad_id, max_len, max_len_ratio, max_len_offset, config.max_len)
+    limits = output_limits(src_ids, config.pad_id, max_len, max_len_ratio, max_len_offset, max_positions(config))
     n, total = src_ids.shape[0], int(limits.max())
     device = src_ids.device
     banned = _banned_tokens(config, device)
@@ -147,6 +165,7 @@ def greedy_search(
         apply_min_length(logits, step, min_len, eos)
         if no_repeat_ngram_size:
             no_repeat_ngram_filter(logits, out[rows, :step], no_repeat_ngram_size)
+        force_bos_at_start(logits, step, force_bos)
         if force_eos:
             force_eos_at_limit(logits, row_limits <= step + 1, eos)
         best = logits.max(dim=-1).indices  # (N,); first of equal maxima, as argmax, but faster on the CPU

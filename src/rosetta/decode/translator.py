@@ -18,7 +18,7 @@ from rosetta.decode.beam import beam_search
 from rosetta.decode.defaults import DecodeOptions, max_source_tokens
 from rosetta.decode.folder import build, decode_options, model_config, open_folder, read_huggingface, read_tokenizers
 from rosetta.decode.precision import for_inference, resolve_inference_precision
-from rosetta.decode.search import greedy_search, output_limits
+from rosetta.decode.search import greedy_search, max_positions, output_limits
 from rosetta.models.pretrained import is_huggingface_dir
 from rosetta.models.transformer import Transformer
 from rosetta.nn.config import ModelConfig
@@ -33,7 +33,8 @@ class Translator:
         self.info, self.device = info, device
         self.config: ModelConfig = model.config
         self.decode_options = DecodeOptions.from_dict(info.get("decode"))  # the recipe's [decode], saved
-        self.max_src_tokens = max_src_tokens or max_source_tokens(self.config.max_len)
+        # a learned table's first rows are skipped (BART: 2), so a source has that many positions fewer
+        self.max_src_tokens = max_src_tokens or max_source_tokens(max_positions(self.config))
         self.src_lang = info.get("src_lang")
         self.tgt_lang = info.get("tgt_lang")
         self.precision = "fp32"  # what ``load`` prepared the model in (``rosetta.decode.precision``)
@@ -81,12 +82,14 @@ class Translator:
     def _search(self, src: torch.Tensor, beam: int, alpha: float, **options: Any) -> list[list[int]]:
         """Output ids of a padded batch of sources (B, S): greedy (beam 1) or beam search over ``self.model``
         (a ``Transformer``, or an exported model's engine offering the same interface). A Hugging Face model's
-        options add ``generate``'s conventions (``DecodeOptions``: force_eos, length_norm, renormalize)."""
+        options add ``generate``'s conventions (``DecodeOptions``: force_eos, force_bos, min_len, length_norm,
+        renormalize, early_stopping)."""
         hf = self.decode_options
+        forced = dict(force_eos=hf.force_eos, force_bos=hf.force_bos, min_len=hf.min_len)
         if beam <= 1:
-            return greedy_search(self.model, src, force_eos=hf.force_eos, **options)
+            return greedy_search(self.model, src, **forced, **options)
         return beam_search(self.model, src, beam_size=beam, length_penalty=alpha, length_norm=hf.length_norm,
-                           force_eos=hf.force_eos, renormalize=hf.renormalize, **options)
+                           renormalize=hf.renormalize, early_stopping=hf.early_stopping, **forced, **options)
 
     @torch.inference_mode()
     def attention(self, text: str, beam: int = 1) -> dict[str, Any]:
@@ -102,7 +105,8 @@ class Translator:
         """
         src_ids = self.encode_source(text)
         translation = self.translate([text], beam=beam)[0]
-        tgt_ids = [self.config.bos_id] + self.tgt_tokenizer.encode(translation)
+        forced = [] if self.decode_options.force_bos is None else [self.decode_options.force_bos]  # BART's <s>
+        tgt_ids = [self.config.bos_id, *forced, *self.tgt_tokenizer.encode(translation)]
         src = self._src_tensor([src_ids])
         tgt = torch.tensor([tgt_ids], device=self.device)
         gate = getattr(self.model, "copy_gate", None)

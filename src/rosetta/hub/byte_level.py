@@ -7,7 +7,9 @@
                        (a space is "Ġ"); add_prefix_space from tokenizer_config.json (default false)
         model          BPE over those symbols (no unknown token: every byte is in the vocabulary)
         decoder        ByteLevel: symbols → bytes → UTF-8 text
-        specials       bos / eos / unk / pad tokens of tokenizer_config.json (GPT-2: <|endoftext|>)
+        specials       bos / eos / unk / pad (and mask / cls / sep, when named) tokens of tokenizer_config.json,
+                       else the family's defaults (GPT-2: <|endoftext|>; BART: <s> </s> <unk> <pad> <mask>), with
+                       the lstrip / rstrip / single_word / normalized flags the file gives them
 
 ``encode`` adds no special token (GPT-2's tokenizer adds none either: add_bos_token is false), so ids equal
 ``GPT2TokenizerFast(text).input_ids``; ``decode`` skips special tokens. The ids that pad, start and end a
@@ -31,6 +33,8 @@ CONFIG_FILES = ("tokenizer_config.json", "special_tokens_map.json")
 # GPT2Tokenizer's special tokens when tokenizer_config.json names none: <|endoftext|> is bos, eos and unk
 SPECIAL_DEFAULTS = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
                     "pad_token": None}
+NAMED_ONLY = ("mask_token", "cls_token", "sep_token")  # special when tokenizer_config.json names them
+TOKEN_FLAGS = ("lstrip", "rstrip", "single_word", "normalized")  # an AddedToken's flags as the files store them
 
 
 class ByteLevelTokenizer(Tokenizer):
@@ -44,15 +48,17 @@ class ByteLevelTokenizer(Tokenizer):
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
 
     @classmethod
-    def load(cls, path: str | Path, pad_id: int, bos_id: int, eos_id: int) -> ByteLevelTokenizer:
-        """The vocabulary in directory ``path`` (tokenizer.json, else vocab.json + merges.txt); a missing or
-        unreadable one is a ``PretrainedError`` of one line."""
-        return cls(read_byte_level(Path(path)), pad_id, bos_id, eos_id)
+    def load(cls, path: str | Path, pad_id: int, bos_id: int, eos_id: int,
+             specials: dict[str, str | None] = SPECIAL_DEFAULTS) -> ByteLevelTokenizer:
+        """The vocabulary in directory ``path`` (tokenizer.json, else vocab.json + merges.txt, whose special tokens
+        default to ``specials``); a missing or unreadable one is a ``PretrainedError`` of one line."""
+        return cls(read_byte_level(Path(path), specials), pad_id, bos_id, eos_id)
 
 
-def read_byte_level(path: Path) -> HFTokenizer:
+def read_byte_level(path: Path, specials: dict[str, str | None] = SPECIAL_DEFAULTS) -> HFTokenizer:
     """``tokenizers.Tokenizer`` of directory ``path``: tokenizer.json as saved, or built from vocab.json +
-    merges.txt the way ``transformers.GPT2Tokenizer`` builds it (module docstring)."""
+    merges.txt the way ``transformers.GPT2Tokenizer`` (or ``RobertaTokenizer``, with BART's ``specials``) builds
+    it (module docstring)."""
     if (path / FILE_NAME).is_file():
         try:
             return HFTokenizer.from_file(str(path / FILE_NAME))
@@ -72,7 +78,7 @@ def read_byte_level(path: Path) -> HFTokenizer:
     hf = HFTokenizer(bpe)
     hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=bool(settings.get("add_prefix_space", False)))
     hf.decoder = decoders.ByteLevel()
-    hf.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in _special_tokens(settings)])
+    hf.add_special_tokens(_special_tokens(settings, specials))
     return hf
 
 
@@ -94,10 +100,18 @@ def _tokenizer_settings(path: Path) -> dict[str, Any]:
     return settings
 
 
-def _special_tokens(settings: dict[str, Any]) -> list[str]:
-    """The special tokens' texts: bos / eos / unk / pad (a string or {"content": …}; ``SPECIAL_DEFAULTS`` for those
-    not named) and the added tokens tokenizer_config.json lists as special."""
-    named = [settings.get(key, default) for key, default in SPECIAL_DEFAULTS.items()]
-    texts = [t["content"] if isinstance(t, dict) else t for t in named if t]
-    texts += [t["content"] for t in (settings.get("added_tokens_decoder") or {}).values() if t.get("special")]
-    return list(dict.fromkeys(texts))
+def _special_tokens(settings: dict[str, Any], defaults: dict[str, str | None] = SPECIAL_DEFAULTS) -> list[AddedToken]:
+    """The special tokens: bos / eos / unk / pad (a string or {"content": …}; ``defaults`` for those not named),
+    mask / cls / sep when named, and the added tokens tokenizer_config.json lists as special — each with the flags
+    (``TOKEN_FLAGS``) the file gives it, else not normalised and not stripped."""
+    named = [settings.get(key, default) for key, default in defaults.items()]
+    named += [settings[key] for key in NAMED_ONLY if settings.get(key)]
+    named += [t for t in (settings.get("added_tokens_decoder") or {}).values() if t.get("special")]
+    tokens: dict[str, dict[str, Any]] = {}
+    for token in named:
+        if not token:
+            continue
+        token = token if isinstance(token, dict) else {"content": token}
+        flags = tokens.setdefault(token["content"], {"normalized": False})
+        flags.update({k: bool(token[k]) for k in TOKEN_FLAGS if k in token})
+    return [AddedToken(content, special=True, **flags) for content, flags in tokens.items()]

@@ -6,12 +6,16 @@
     max_new_tokens, or max_length   →   max_len = max_new_tokens, or max_length − 1 (max_length counts the
       (default 20)                      decoder's start token)
     forced_eos_token_id             →   force_eos: the last token the limit allows is EOS
+    forced_bos_token_id             →   force_bos: the first output token (BART: <s>, after the start token </s>)
+    min_new_tokens, min_length      →   min_len = the larger of min_new_tokens and min_length − 1 (the start token)
+    early_stopping (default false)  →   early_stopping ("never" is decoded as false, with a warning)
     renormalize_logits              →   renormalize
     no_repeat_ngram_size            →   no_repeat_ngram_size
     bad_words_ids [[pad]]           →   nothing to do: Rosetta's searches never produce pad (other bans: a warning)
 
 A directory without generation_config.json keeps these options in config.json (as ``transformers`` reads it).
-Rosetta's searches with these options give what ``generate(num_beams=…)`` gives (tests/test_hf_marian.py).
+Rosetta's searches with these options give what ``generate(num_beams=…)`` gives (tests/test_hf_marian.py,
+tests/test_hf_bart.py).
 """
 
 from __future__ import annotations
@@ -48,12 +52,18 @@ def generation_options(path: Path, hf: dict[str, Any]) -> dict[str, Any]:
         warnings.warn(f"{path}: bad_words_ids {banned[:4]} are not applied (Rosetta bans only the pad token)",
                       stacklevel=2)
     max_len = gen.get("max_new_tokens") or (gen.get("max_length") or HF_MAX_LENGTH) - 1
+    early = gen.get("early_stopping", False)
+    if early not in (True, False):
+        warnings.warn(f"{path}: early_stopping={early!r} is decoded as early_stopping=false", stacklevel=2)
     return {
         "beam": gen.get("num_beams") or 1,
         "length_penalty": float(gen.get("length_penalty", 1.0)),
         "length_norm": "hf",
         "max_len": max(max_len, 1),
         "force_eos": gen.get("forced_eos_token_id") is not None,
+        "force_bos": gen.get("forced_bos_token_id"),
+        "min_len": max(gen.get("min_new_tokens") or 0, (gen.get("min_length") or 0) - 1, 0),
+        "early_stopping": early is True,
         "renormalize": bool(gen.get("renormalize_logits", False)),
         "no_repeat_ngram_size": gen.get("no_repeat_ngram_size") or 0,
     }

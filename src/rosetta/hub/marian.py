@@ -56,9 +56,10 @@ EMBEDDINGS = ("model.shared.weight", "model.encoder.embed_tokens.weight", "model
 IGNORED = ("model.encoder.embed_positions.weight", "model.decoder.embed_positions.weight")
 
 
-def _same(hf: dict[str, Any], a: str, b: str) -> Any:
+def same_width(hf: dict[str, Any], a: str, b: str, name: str = "Marian") -> Any:
+    """config.json's ``a`` (an encoder size), refused in one line when ``b`` (the decoder's) differs."""
     if hf.get(a) != hf.get(b, hf.get(a)):
-        raise PretrainedError(f"config.json: {a}={hf.get(a)} ≠ {b}={hf.get(b)}; Rosetta's Marian needs the "
+        raise PretrainedError(f"config.json: {a}={hf.get(a)} ≠ {b}={hf.get(b)}; Rosetta's {name} needs the "
                               "encoder and decoder to have the same width")
     return hf[a]
 
@@ -79,8 +80,8 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
         return ModelConfig(
             **MARIAN_LAYOUT,
             src_vocab_size=vocab, tgt_vocab_size=vocab if share else (hf.get("decoder_vocab_size") or vocab),
-            d_model=hf["d_model"], n_heads=_same(hf, "encoder_attention_heads", "decoder_attention_heads"),
-            d_ff=_same(hf, "encoder_ffn_dim", "decoder_ffn_dim"),
+            d_model=hf["d_model"], n_heads=same_width(hf, "encoder_attention_heads", "decoder_attention_heads"),
+            d_ff=same_width(hf, "encoder_ffn_dim", "decoder_ffn_dim"),
             n_encoder_layers=hf["encoder_layers"], n_decoder_layers=hf["decoder_layers"],
             dropout=hf.get("dropout", 0.1), attention_dropout=hf.get("attention_dropout", 0.0),
             activation_dropout=hf.get("activation_dropout", 0.0),
@@ -150,7 +151,8 @@ def _first(tensors: dict[str, torch.Tensor], names: tuple[str, ...], what: str) 
     raise PretrainedError(f"model.safetensors has no {what} (looked for {', '.join(names)})")
 
 
-def _embeddings(tensors: dict[str, torch.Tensor], config: ModelConfig) -> tuple[dict[str, torch.Tensor], set[str]]:
+def embedding_weights(tensors: dict[str, torch.Tensor],
+                      config: ModelConfig) -> tuple[dict[str, torch.Tensor], set[str]]:
     """The token tables and output layer (Rosetta names), and the Hugging Face names they may come from."""
     if config.share_embeddings:
         _, shared = _first(tensors, EMBEDDINGS, "token embedding")
@@ -165,31 +167,37 @@ def _embeddings(tensors: dict[str, torch.Tensor], config: ModelConfig) -> tuple[
     return state, {*EMBEDDINGS, "final_logits_bias"}
 
 
-def weights_from_hf(tensors: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
+def weights_from_hf(tensors: dict[str, torch.Tensor], config: ModelConfig,
+                    mapping: dict[str, tuple[str, ...]] | None = None, ignored: tuple[str, ...] = IGNORED,
+                    name: str = "Marian") -> dict[str, torch.Tensor]:
     """Marian tensors (by name) → the ``Transformer`` state dict. PretrainedError names every missing weight,
-    and every unknown one (a sign of another architecture or another number of layers)."""
-    mapping = weight_map(config)
+    and every unknown one (a sign of another architecture or another number of layers). ``mapping`` (default
+    ``weight_map(config)``), ``ignored`` and ``name`` let a family of the same layout with more weights (BART:
+    positions and embedding norms) reuse it."""
+    mapping = weight_map(config) if mapping is None else mapping
     missing = [hf for parts in mapping.values() for hf in parts if hf not in tensors]
     if missing:
         raise PretrainedError(f"{len(missing)} weights missing from the checkpoint for a "
-                              f"{config.n_encoder_layers}+{config.n_decoder_layers}-layer Marian model: "
+                              f"{config.n_encoder_layers}+{config.n_decoder_layers}-layer {name} model: "
                               f"{', '.join(missing[:6])}" + (" …" if len(missing) > 6 else ""))
-    state, used = _embeddings(tensors, config)
-    used |= {hf for parts in mapping.values() for hf in parts} | set(IGNORED)
+    state, used = embedding_weights(tensors, config)
+    used |= {hf for parts in mapping.values() for hf in parts} | set(ignored)
     unknown = sorted(set(tensors) - used)
     if unknown:
         raise PretrainedError(f"unexpected weights for a {config.n_encoder_layers}+{config.n_decoder_layers}-layer "
-                              f"Marian model: {', '.join(unknown[:6])}" + (" …" if len(unknown) > 6 else ""))
+                              f"{name} model: {', '.join(unknown[:6])}" + (" …" if len(unknown) > 6 else ""))
     for ours, parts in mapping.items():
         state[ours] = torch.cat([tensors[hf] for hf in parts]) if len(parts) > 1 else tensors[parts[0]]
     return state
 
 
-def weights_to_hf(state: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
+def weights_to_hf(state: dict[str, torch.Tensor], config: ModelConfig,
+                  mapping: dict[str, tuple[str, ...]] | None = None) -> dict[str, torch.Tensor]:
     """A ``Transformer`` state dict in Marian's layout → the tensors of a Marian model.safetensors (the inverse
-    of ``weights_from_hf``: fused projections split back into equal parts, since d_k = d_v = d_model / H)."""
+    of ``weights_from_hf``: fused projections split back into equal parts, since d_k = d_v = d_model / H).
+    ``mapping``: as ``weights_from_hf``'s."""
     tensors: dict[str, torch.Tensor] = {}
-    for ours, parts in weight_map(config).items():
+    for ours, parts in (weight_map(config) if mapping is None else mapping).items():
         for hf, piece in zip(parts, state[ours].chunk(len(parts))):
             tensors[hf] = piece.contiguous()
     if config.share_embeddings:

@@ -88,7 +88,9 @@ class Embeddings(nn.Module):
     """Token ids (B, T) → vectors (B, T, D): E[x]·√d_model (§3.4) + positions, then dropout.
 
     With ``positional="rope"`` or ``"none"`` nothing is added here (rotary acts inside attention).
-    BERT's layout adds token-type embeddings and a LayerNorm (``type_vocab_size``, ``embedding_norm``).
+    BERT's layout adds token-type embeddings and a LayerNorm (``type_vocab_size``, ``embedding_norm``); BART's
+    encoder and decoder embeddings end with that LayerNorm too. RoBERTa and BART read a learned table from row
+    ``position_offset`` on (token t: row t + offset, also when decoding step by step).
     """
 
     def __init__(self, vocab_size: int, config: ModelConfig, token: nn.Embedding | None = None):

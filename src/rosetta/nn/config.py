@@ -66,6 +66,10 @@ class ModelConfig:
     position_offset: the first token's row of the position table (RoBERTa and BART count positions from
     pad_token_id + 1 = 2; their tables have ``max_len`` = 2 + the longest input).
     activation "silu" (= swish): FFN(x) = SiLU(x W1 + b1) W2 + b2, ungated.
+
+    BART (``rosetta.hub.bart``): learned positions from row ``position_offset`` = 2 in both stacks, and
+    embedding_norm: a LayerNorm right after token + position embeddings (BERT's, and BART's ``layernorm_embedding``
+    in the encoder and the decoder).
     """
 
     src_vocab_size: int = 32000
