@@ -312,3 +312,30 @@ def test_a_fine_tuned_gpt2_goes_back_to_gpt2(gpt2_dir, text, tmp_path):
     loaded = load_any(run)
     ids = loaded.tokenizer.encode("Hello world")
     assert list(sample(loaded.model, ids, 12, temperature=0.0)) == hf_greedy(out, "Hello world")
+
+
+# ------------------------------------------------------------------------------------------ BART
+def test_a_bart_run_learns_targets_after_the_forced_bos_and_decodes_what_generate_gives(parallel, tmp_path):
+    """BART's generation forces <s> after its start token </s>: a run from it trains on targets <s> … as BART
+    was pretrained, and at lr 0 decodes what BartForConditionalGeneration.generate gives (greedy, beam 4)."""
+    from test_hf_bart import BART, BART_BASE_GENERATION, perturbed, write_tokenizer
+
+    directory = tmp_path / "bart"
+    directory.mkdir()
+    vocab = write_tokenizer(directory)
+    torch.manual_seed(0)
+    model = transformers.BartForConditionalGeneration(transformers.BartConfig(vocab_size=vocab, init_std=0.3, **BART))
+    perturbed(model, 0).save_pretrained(directory)
+    (directory / "generation_config.json").write_text(json.dumps(BART_BASE_GENERATION), encoding="utf-8")
+    recipe = marian_recipe(directory, parallel, steps=2, lr=0.0)
+    rcp = recipe_from_dict(recipe)
+    task = build_task(rcp, run_dir=tmp_path / "run")
+    assert all(t[0] == BART_BASE_GENERATION["forced_bos_token_id"] for _, t in task.train_ids)
+    Trainer(rcp, task, tmp_path / "run", progress=False).fit()
+    tokenizer = transformers.BartTokenizerFast.from_pretrained(directory)
+    hf = transformers.BartForConditionalGeneration.from_pretrained(directory).eval()
+    translator = rosetta.load(tmp_path / "run")
+    for beam in (1, 4):
+        with torch.no_grad():
+            out = hf.generate(**tokenizer(SOURCES, padding=True, return_tensors="pt"), num_beams=beam)
+        assert translator.translate(SOURCES, beam=beam) == tokenizer.batch_decode(out, skip_special_tokens=True)

@@ -91,8 +91,8 @@ class SummarisationTask(TranslationTask):
         src = self.src_tok.encode_batch([s for s, _ in pairs])
         tgt = self.tgt_tok.encode_batch([t for _, t in pairs])
         framing = len(self.src_tok.frame_source([]))
-        return [(self.src_tok.frame_source(s[: limit - framing]), t[:limit]) for s, t in zip(src, tgt)
-                if max_length is None or (s and t)]
+        return [(self.src_tok.frame_source(s[: limit - framing]), self.target_prefix + t[:limit])
+                for s, t in zip(src, tgt) if max_length is None or (s and t)]
 
     def evaluate(self, model: nn.Module, full: bool) -> dict[str, float]:
         """Validation loss against the first reference; with ``full`` also greedy ROUGE-1/2/L on the first

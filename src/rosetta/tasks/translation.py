@@ -47,6 +47,10 @@ class TranslationTask:
         self.recipe = recipe
         d = recipe.data
         self.start = self._huggingface_start()
+        # a checkpoint whose generation forces a first token (BART's <s> after its start token </s>) learns its
+        # targets with that token in front, as it was pretrained and as it will decode
+        forced = self.start.decode_options({}, {}).get("force_bos") if self.start is not None else None
+        self.target_prefix = [forced] if forced is not None else []
         train_pairs, self.valid_pairs = self._load_data(data_dir)
         self.src_tok, self.tgt_tok = self._tokenizers(train_pairs, run_dir, resume)
         self.train_ids = self._encode(train_pairs, d.max_length)
@@ -109,7 +113,7 @@ class TranslationTask:
         for s, t in zip(src, tgt):
             if max_length is not None and (not s or not t or max(len(s), len(t)) + 1 > max_length):
                 continue
-            out.append((self.src_tok.frame_source(s), t))  # s + </s>; BOS/EOS of the target come in collate
+            out.append((self.src_tok.frame_source(s), self.target_prefix + t))  # s + </s>; BOS/EOS in collate
         return out
 
     def to(self, device: torch.device) -> None:
