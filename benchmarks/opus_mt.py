@@ -56,6 +56,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # peers.py and workers.py, also in spawned workers
 from peers import (  # noqa: E402  (peers.py also makes `rosetta` importable from a checkout)
     FIRST_WORD,
+    PAUSE_S,
     Stat,
     available,
     environment,
@@ -108,10 +109,12 @@ class Workload:
     beam: int = 4
     repeats: int = 2
     seed: int = 0
+    pause: float = PAUSE_S  # idle seconds before each timed call (peers.PAUSE_S: other engines' threads stop spinning)
 
 
 WORKLOADS = {"full": Workload(),
-             "tiny": Workload(sentences=8, batch_size=4, batch1=2, src_lengths=(3, 6), out_len=6, repeats=1)}
+             "tiny": Workload(sentences=8, batch_size=4, batch1=2, src_lengths=(3, 6), out_len=6, repeats=1,
+                               pause=0.0)}
 MODES = ("greedy b64", "beam b64", "greedy b1", "beam b1")  # "b64": at the workload's batch size
 WARMUP_LEN = 3  # the warm-up call decodes the largest batch and one sentence, this many tokens each
 
@@ -359,7 +362,7 @@ def estimate_seconds(shape: Shape, work: Workload, engines: list[str], threads: 
     for engine in engines:
         work_s = sum(seconds(work.sentences, work.batch_size, beam, work.out_len)
                      + seconds(work.batch1, 1, beam, work.out_len) for beam in (1, work.beam))
-        per_round += work_s / SPEEDUP[engine.split()[1]] + 0.3 * len(MODES)  # + the pauses
+        per_round += work_s / SPEEDUP[engine.split()[1]] + work.pause * len(MODES)
     setup = 10 + shape.parameters / 1e6 * 0.8  # save, convert, start and load every engine
     return setup + per_round * (rounds + 0.1)
 
@@ -462,7 +465,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for r in range(work.repeats):
                 round_start = time.perf_counter()
                 rotated = order[r % len(order):] + order[: r % len(order)]
-                secs, results = interleaved({c: cases[c] for c in rotated}, 1, 0, torch.device("cpu"))
+                secs, results = interleaved({c: cases[c] for c in rotated}, 1, 0, torch.device("cpu"), work.pause)
                 for case, s in secs.items():
                     seconds.setdefault(case, []).extend(s)
                 outputs.update(results)

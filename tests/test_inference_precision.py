@@ -125,3 +125,18 @@ def test_keep_freed_memory_applies_once_and_can_be_refused(monkeypatch):
     allocator.keep_freed_memory.cache_clear()
     monkeypatch.delenv("ROSETTA_KEEP_FREED_MEMORY")
     assert allocator.keep_freed_memory() is (platform.libc_ver()[0] == "glibc")
+
+
+def test_the_transposed_output_layer_computes_the_linear_it_replaces():
+    """``TransposedLinear`` (fp32 decoding's output layer on a CPU) against the float64 product x Wᵀ + b."""
+    from rosetta.decode.precision import TransposedLinear
+
+    torch.manual_seed(0)
+    for bias in (True, False):
+        linear = torch.nn.Linear(48, 301, bias=bias)
+        layer = TransposedLinear(linear)
+        x = torch.randn(3, 5, 48)
+        expected = x.double() @ linear.weight.double().t() + (linear.bias.double() if bias else 0)
+        assert torch.allclose(layer(x).double(), expected, atol=1e-5, rtol=0)
+        assert torch.equal(layer.weight, linear.weight) and layer.weight_t.is_contiguous()
+        assert layer(x).shape == (3, 5, 301)

@@ -208,6 +208,7 @@ def translator_from_huggingface(directory: str | Path, device: str | torch.devic
     ``CheckpointError`` of ``read_huggingface``: one line naming the file and the fix."""
     from rosetta.hub.generation import generation_options
 
+    keep_freed_memory()  # as translator_from_folder: this process decodes
     loaded = read_huggingface(directory)
     if loaded.family != "translation":
         raise ValueError(f"{directory} holds a Hugging Face {loaded.info.get('model_type')!r} model of the "
