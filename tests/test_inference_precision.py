@@ -140,3 +140,5 @@ def test_the_transposed_output_layer_computes_the_linear_it_replaces():
         assert torch.allclose(layer(x).double(), expected, atol=1e-5, rtol=0)
         assert torch.equal(layer.weight, linear.weight) and layer.weight_t.is_contiguous()
         assert layer(x).shape == (3, 5, 301)
+        state, original = layer.state_dict(), linear.state_dict()  # what exports read: nn.Linear's names
+        assert state.keys() == original.keys() and all(torch.equal(state[k], original[k]) for k in state)
