@@ -50,7 +50,6 @@ def load_source(model_dir: str | Path) -> tuple[Path, dict, Transformer]:
 def huggingface_source(model_dir: str | Path) -> tuple[Path, dict, Transformer]:
     """``load_source`` of a Hugging Face directory (``rosetta.hub``): its module, and the config.json a run
     fine-tuned from it would have."""
-    from rosetta.hub.generation import generation_options
     from rosetta.hub.runs import Start
 
     loaded = read_huggingface(model_dir)
@@ -58,18 +57,18 @@ def huggingface_source(model_dir: str | Path) -> tuple[Path, dict, Transformer]:
         raise ValueError(f"{model_dir} holds a {loaded.info['model_type']} model (Rosetta family {loaded.family!r}); "
                          "export --format onnx / ctranslate2 takes encoder–decoder models (Marian, BART, T5)")
     path = Path(loaded.info["path"])
-    record = Start(loaded.model, loaded.tokenizer, loaded.target_tokenizer, loaded.hf_config, path).record
-    info = {"family": "translation", "model": loaded.model.config.to_dict(), "huggingface": record,
-            "decode": generation_options(path, loaded.hf_config)}
+    start = Start(loaded.model, loaded.tokenizer, loaded.target_tokenizer, loaded.hf_config, path)
+    info = {"family": "translation", "model": loaded.model.config.to_dict(), **start.entry,
+            "decode": start.generation}
     return path, info, loaded.model.eval()
 
 
 def write_tokenizers(directory: Path, path: Path, info: dict, src_tok, tgt_tok) -> None:
     """The model's tokenizer files into the export: a Hugging Face checkpoint's own files (copied: the export
     reads text as the checkpoint does), or Rosetta's."""
-    if info.get("huggingface"):
-        from rosetta.hub.runs import copy_tokenizer_files
+    from rosetta.hub.runs import copy_tokenizer_files, recorded
 
+    if recorded(info):
         copy_tokenizer_files(path, directory)
     else:
         save_tokenizers(directory, src_tok, tgt_tok)

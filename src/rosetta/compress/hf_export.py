@@ -81,8 +81,9 @@ def _way_back(loaded: LoadedModel):
     """The ``HFFamily`` a model fine-tuned from a Hugging Face checkpoint came from, when that family has a way
     back (``config_to_hf`` and ``weights_to_hf``); None for any other model."""
     from rosetta.hub.registry import hf_family
+    from rosetta.hub.runs import recorded
 
-    record = loaded.info.get("huggingface")
+    record = recorded(loaded.info)
     if not record:
         return None
     spec = hf_family(record.get("model_type"))
@@ -95,11 +96,11 @@ def _recorded(loaded: LoadedModel, out: Path) -> None:
     tokenizer, processor and generation files that the run copied (``rosetta.hub.runs``)."""
     from safetensors.torch import save_file
 
-    from rosetta.hub.runs import copy_tokenizer_files
+    from rosetta.hub.runs import copy_tokenizer_files, recorded
     from rosetta.models.pretrained import WEIGHTS_FILE
 
     spec, model = _way_back(loaded), loaded.model
-    config = {**loaded.info["huggingface"]["config"], **spec.config_to_hf(model.config)}
+    config = {**recorded(loaded.info)["config"], **spec.config_to_hf(model.config)}
     (out / ckpt.CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     save_file(spec.weights_to_hf(model.state_dict(), model.config), str(out / WEIGHTS_FILE), metadata={"format": "pt"})
     copy_tokenizer_files(loaded.info["path"], out)

@@ -157,10 +157,17 @@ def read_tokenizers(path: Path, info: dict[str, Any] | None = None):
     """(source, target) tokenizers of a translation model, checked by ``read_tokenizer``: Rosetta's own
     (``load_tokenizers``), or, when config.json records the Hugging Face checkpoint it started from, that
     checkpoint's tokenizer files read by its family's reader (``rosetta.hub.runs``)."""
-    if info and info.get("huggingface"):
+    if info and recorded_start(info):
         source, target = read_text_tokenizer(path, info)
         return source, target if target is not None else source
     return read_tokenizer(path, lambda: load_tokenizers(path), TOKENIZER_FILES)
+
+
+def recorded_start(info: dict[str, Any]) -> dict[str, Any] | None:
+    """The Hugging Face checkpoint a model was fine-tuned from, as its config.json records it (``rosetta.hub.runs``)."""
+    from rosetta.hub.runs import recorded  # importing rosetta.hub registers every family
+
+    return recorded(info)
 
 
 def read_text_tokenizer(path: Path, info: dict[str, Any]):
@@ -168,6 +175,6 @@ def read_text_tokenizer(path: Path, info: dict[str, Any]):
     tokenizer files (``rosetta.hub.runs.TOKENIZER_FILES``), read as the checkpoint's family reads them."""
     from rosetta.hub.runs import read_tokenizers as read_hf_tokenizers  # importing the registry imports families
 
-    record = info["huggingface"]
+    record = recorded_start(info)
     return read_tokenizer(path, lambda: read_hf_tokenizers(path, record),
                           f"the tokenizer files of its {record.get('model_type')} checkpoint")

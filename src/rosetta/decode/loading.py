@@ -36,6 +36,7 @@ from rosetta.decode.folder import (
     read_huggingface,
     read_text_tokenizer,
     read_tokenizer,
+    recorded_start,
 )
 from rosetta.decode.translator import translator_from_folder
 from rosetta.models.encoder import EncoderModel, mean_pool
@@ -112,7 +113,7 @@ def _fresh_model(path: Path, info: dict[str, Any], family: str) -> tuple[nn.Modu
 def _text_tokenizer(path: Path, info: dict[str, Any], own: Callable[[], Any]):
     """The tokenizer of a one-tokenizer model: the Hugging Face checkpoint's files it was fine-tuned from (when
     config.json records one), else ``own()``."""
-    if info.get("huggingface"):
+    if recorded_start(info):
         return read_text_tokenizer(path, info)[0]
     return read_tokenizer(path, own)
 

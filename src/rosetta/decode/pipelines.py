@@ -101,7 +101,8 @@ PIPELINES: dict[str, Callable[[LoadedModel], Any]] = {
 
 
 def model_family_of(path: str | Path) -> str:
-    """The family of the model in ``path``, read from its config.json alone (Hugging Face: its model_type's)."""
+    """The family of the model in ``path``, read from its config.json alone (Hugging Face: its model_type's); the
+    files are checked against the manifest once, by the loader it picks."""
     if str(path).lower() in MINILM_NAMES:
         return "encoder"
     if is_huggingface_dir(path):
@@ -113,9 +114,8 @@ def model_family_of(path: str | Path) -> str:
             return hf_family(read_hf_config(Path(path)).get("model_type")).family
         except PretrainedError as e:
             raise ckpt.CheckpointError(str(e)) from None
-    from rosetta.decode.folder import open_folder
-
-    return ckpt.model_family(open_folder(path)[1])
+    ckpt.refuse_pickle(path)
+    return ckpt.model_family(ckpt.read_config(ckpt.resolve_model_dir(path)))  # the loader then checks the files
 
 
 def load(path: str | Path, device: str | torch.device = "cpu", **options: Any):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +46,24 @@ class Start:
         """What config.json keeps under ``RECORD_KEY``: enough to read the copied tokenizer files again."""
         return {"model_type": self.hf_config["model_type"], "config": self.hf_config, "from": str(self.path)}
 
-    def decode_options(self, chosen: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
-        """The saved model's decoding options: the checkpoint's (generation_config.json, Hugging Face's
-        conventions: ``rosetta.hub.generation``), except where the recipe's [decode] ``chosen`` differs from
-        Rosetta's ``defaults`` (a value the recipe set)."""
+    @property
+    def entry(self) -> dict[str, Any]:
+        """The config.json entry of a model made from this checkpoint: ``{RECORD_KEY: record}``."""
+        return {RECORD_KEY: self.record}
+
+    @cached_property
+    def generation(self) -> dict[str, Any]:
+        """The checkpoint's decoding options (generation_config.json in Hugging Face's conventions:
+        ``rosetta.hub.generation.generation_options``), read once."""
         from rosetta.hub.generation import generation_options
 
+        return generation_options(self.path, self.hf_config)
+
+    def decode_options(self, chosen: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+        """The saved model's decoding options: the checkpoint's (``generation``), except where the recipe's
+        [decode] ``chosen`` differs from Rosetta's ``defaults`` (a value the recipe set)."""
         changed = {k: v for k, v in chosen.items() if defaults.get(k) != v}
-        return {**generation_options(self.path, self.hf_config), **changed}
+        return {**self.generation, **changed}
 
     def write_tokenizers(self, directory: str | Path) -> None:
         """Copy the checkpoint's tokenizer files into ``directory`` (``copy_tokenizer_files``)."""
@@ -87,6 +98,11 @@ def start_from(pretrained: str | Path, family: str, task: str, overrides: dict[s
         loaded.model.image = loaded.tokenizer
     return Start(loaded.model.float().train(), loaded.tokenizer, loaded.target_tokenizer, loaded.hf_config,
                  Path(loaded.info["path"]))
+
+
+def recorded(info: dict[str, Any]) -> dict[str, Any] | None:
+    """The record (``Start.record``) in a model's config.json ``info``; None for a model not made from one."""
+    return info.get(RECORD_KEY)
 
 
 def read_tokenizers(path: str | Path, record: dict[str, Any]) -> tuple[Any, Any]:

@@ -171,7 +171,7 @@ class ImageClassificationTask:
 
     def model_config(self) -> dict[str, Any]:
         d = self.recipe.data
-        start = {"huggingface": self.start.record} if self.start else {}
+        start = self.start.entry if self.start else {}
         return {"family": "vit", "task": "image-classification", "model": self.config.to_dict(),
                 "image": self.image.to_dict(),
                 "num_labels": self.num_labels, "labels": self.labels, "corpus": d.corpus,

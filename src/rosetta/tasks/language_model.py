@@ -174,7 +174,7 @@ class LanguageModelTask:
 
     def model_config(self) -> dict[str, Any]:
         d = self.recipe.data
-        start = {"tokenizer": "pretrained", "huggingface": self.start.record} if self.start else {}
+        start = {"tokenizer": "pretrained", **self.start.entry} if self.start else {}
         return {"family": "lm", "task": "lm", "model": self.config.to_dict(), "tokenizer": self.recipe.tokenizer.kind,
                 "corpus": d.corpus, "block_size": self.block_size, **start}
 

@@ -49,7 +49,7 @@ class TranslationTask:
         self.start = self._huggingface_start()
         # a checkpoint whose generation forces a first token (BART's <s> after its start token </s>) learns its
         # targets with that token in front, as it was pretrained and as it will decode
-        forced = self.start.decode_options({}, {}).get("force_bos") if self.start is not None else None
+        forced = self.start.generation.get("force_bos") if self.start is not None else None
         self.target_prefix = [forced] if forced is not None else []
         train_pairs, self.valid_pairs = self._load_data(data_dir)
         self.src_tok, self.tgt_tok = self._tokenizers(train_pairs, run_dir, resume)
@@ -183,7 +183,7 @@ class TranslationTask:
         decode, start = asdict(self.recipe.decode), {}
         if self.start is not None:  # the checkpoint's generation conventions, unless the recipe changed them
             decode = self.start.decode_options(decode, asdict(DecodeOptions()))
-            start = {"huggingface": self.start.record}
+            start = self.start.entry
         return {"family": "translation", "model": self.config.to_dict(), "src_lang": d.src_lang,
                 "tgt_lang": d.tgt_lang, "corpus": d.corpus, "data_seed": d.seed, "clean": d.clean,
                 "decode": decode, **start}
