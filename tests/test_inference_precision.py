@@ -1,6 +1,8 @@
 """Decoding precision (``rosetta.decode.precision``): bf16 weights packed for oneDNN, int8, and what ``auto``
 picks. References: ``F.linear`` in float64, the fp32 model's own search, and the rule written out."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -56,7 +58,7 @@ def test_pack_linears_replaces_every_bf16_linear_and_nothing_else():
     n_linear = sum(isinstance(m, nn.Linear) for m in model.modules())
     precision.pack_linears(model)
     assert sum(isinstance(m, precision.PackedLinear) for m in model.modules()) == n_linear > 0
-    assert not any(isinstance(m, nn.Linear) for m in model.modules())
+    assert not any(type(m) is nn.Linear for m in model.modules())
     assert any(isinstance(m, nn.Embedding) for m in model.modules())
 
 
@@ -125,6 +127,98 @@ def test_keep_freed_memory_applies_once_and_can_be_refused(monkeypatch):
     allocator.keep_freed_memory.cache_clear()
     monkeypatch.delenv("ROSETTA_KEEP_FREED_MEMORY")
     assert allocator.keep_freed_memory() is (platform.libc_ver()[0] == "glibc")
+
+
+FAULTS = """
+import resource, sys, torch
+from rosetta.decode.allocator import keep_freed_memory
+keep_freed_memory()
+def faults(rows):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.ones(rows, 65001).add_(1)  # two blocks: the ones and nothing else; add_ in place
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+faults(256)
+print(faults(256))
+"""
+
+
+def test_kept_memory_serves_blocks_above_32_mib_without_page_faults():
+    """A 66 MB block (beam 4 × 64 sentences × 65,001 logits), freed and asked for again: with kept memory it
+    comes back from the heap with its pages mapped (a few faults); with the opt-out it is mapped afresh, one
+    fault per 4 KiB page (~16,000)."""
+    import os
+    import subprocess
+    import sys
+
+    def faults(keep: str) -> int:
+        env = {**os.environ, "ROSETTA_KEEP_FREED_MEMORY": keep}
+        out = subprocess.run([sys.executable, "-c", FAULTS], env=env, capture_output=True, text=True, check=True)
+        return int(out.stdout.split()[-1])
+
+    kept, fresh = faults("1"), faults("0")
+    assert fresh > 10_000, fresh  # the opt-out: a fresh mapping, touched page by page
+    assert kept < 1_000, kept
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_packed_fp32_linear_is_the_linear_it_replaces(bias):
+    """``PackedLinear`` in fp32 (what fp32 decoding on a CPU runs): x Wᵀ + b within 1e-5 of float64 at 1, 4 and
+    64 rows and in 3-D; nn.Linear's parameters (the same tensors), state dict and gradients; a weight changed in
+    place is packed again; a deep copy works and computes the same."""
+    assert precision.onednn_packs(torch.float32), "oneDNN packs fp32 weights on every x86-64 CPU PyTorch supports"
+    torch.manual_seed(0)
+    linear = nn.Linear(48, 301, bias=bias)
+    layer = precision.PackedLinear(linear)
+    assert layer.weight is linear.weight and isinstance(layer, nn.Linear)
+
+    def want(x, lin=linear):
+        return F.linear(x.double(), lin.weight.double(), None if lin.bias is None else lin.bias.double())
+
+    with torch.inference_mode():
+        for shape in ((1, 48), (4, 48), (64, 48), (3, 5, 48)):
+            x = torch.randn(*shape)
+            got = layer(x)
+            assert got.shape == (*shape[:-1], 301)
+            torch.testing.assert_close(got.double(), want(x), atol=1e-5, rtol=0)
+    assert layer.state_dict().keys() == linear.state_dict().keys()
+    x = torch.randn(2, 48, requires_grad=True)  # gradients: plain F.linear
+    layer(x).sum().backward()
+    torch.testing.assert_close(x.grad, linear.weight.sum(0).expand(2, 48))
+    with torch.no_grad():
+        linear.weight.mul_(-1)  # in place: the packed copy is stale and made again
+        x = torch.randn(4, 48)
+        torch.testing.assert_close(layer(x).double(), want(x), atol=1e-5, rtol=0)
+    twin = copy.deepcopy(layer)
+    with torch.no_grad():
+        torch.testing.assert_close(twin(x), layer(x), atol=0, rtol=0)
+        twin.weight[0, 0] += 1.0  # sensitivity: a changed twin no longer agrees
+        assert not torch.allclose(twin(x), layer(x), atol=1e-5)
+
+
+def test_fp32_decoding_packs_the_decoder_and_output_and_decodes_the_same():
+    """``for_inference(model, "fp32")`` on a CPU: the decoder's Linear layers and the output layer packed (where
+    oneDNN packs fp32), the encoder's left plain; greedy and beam ids identical to the unpacked model's and
+    logits within 1e-5; the state dict unchanged."""
+    model = tiny_model(3)
+    reference = copy.deepcopy(model)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    src = torch.randint(4, model.config.src_vocab_size, (3, 7))
+    with torch.inference_mode():
+        want_greedy = greedy_search(reference, src, max_len=12)
+        want_beam = beam_search(reference, src, beam_size=4, max_len=12)
+    prepared = for_inference(model, "fp32")
+    assert prepared is model
+    packed = [name for name, m in model.named_modules() if isinstance(m, precision.PackedLinear)]
+    if precision.onednn_packs(torch.float32):  # elsewhere (no oneDNN) the output layer is transposed instead
+        assert "output" in packed and any(n.startswith("decoder.") for n in packed)
+        assert not any(n.startswith("encoder.") for n in packed)
+    with torch.inference_mode():
+        assert greedy_search(model, src, max_len=12) == want_greedy
+        assert beam_search(model, src, beam_size=4, max_len=12) == want_beam
+        tgt = torch.randint(4, model.config.tgt_vocab_size, (3, 5))
+        torch.testing.assert_close(model(src, tgt), reference(src, tgt), atol=1e-5, rtol=0)
+    after = model.state_dict()
+    assert after.keys() == state.keys() and all(torch.equal(after[k], state[k]) for k in state)
 
 
 def test_the_transposed_output_layer_computes_the_linear_it_replaces():

@@ -1,6 +1,7 @@
 """The numbers a model decodes with: fp32, bf16 weights, or int8 (dynamic quantisation).
 
-    fp32   the trained model as it is, but on a CPU its output layer stored transposed (``TransposedLinear``)
+    fp32   the trained model as it is, but on a CPU the Linear layers of a decoding step (the decoder's, the output
+           layer) also hold their weights packed once into oneDNN's blocked layout (``PackedLinear``, ``pack_decoding``)
     bf16   a copy whose weights and activations are bfloat16 (norms, softmax and the search's scores still
            accumulate in float32); pays only where the hardware multiplies bf16 natively (a GPU, or a CPU with
            AVX-512 BF16 / AMX). Converting the weights once is what makes it pay: autocast would cast every
@@ -20,6 +21,7 @@ import warnings
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from rosetta.hardware import cpu_has_native_bf16
 
@@ -38,43 +40,76 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     return quantized
 
 
-class PackedLinear(nn.Module):
-    """y = x Wᵀ + b, inference only, with W (bf16) packed once into oneDNN's blocked layout for this CPU.
+class PackedLinear(nn.Linear):
+    """y = x Wᵀ + b — an ``nn.Linear`` (the same parameters, state dict and gradients) whose inference calls on a
+    CPU multiply by W packed once into oneDNN's blocked layout for this CPU.
 
-    A bf16 ``F.linear`` on the CPU hands oneDNN a plain row-major W, which oneDNN reorders into its blocked
-    layout on every call; at decoding sizes (a few to a few hundred rows per step) that reorder is a large
-    part of the call. Packing once is what PyTorch's own compiler does when it freezes a CPU model (inductor's
-    mkldnn weight prepacking); the two ops used here are the ones it emits.
+    ``F.linear`` hands the CPU a plain row-major W at every call: in bf16 oneDNN reorders it into its blocked layout
+    each time, in fp32 the BLAS reads W's rows at a few rows of x — at decoding sizes (a few to a few hundred rows a
+    step) both are a large part of the call. Packing once is what PyTorch's own compiler does when it freezes a CPU
+    model (inductor's mkldnn weight prepacking); the two ops used here are the ones it emits. Measured (AVX2,
+    2 threads, fp32, 65,001 × 512 output layer): 4 rows 25 → 8 ms, 64 rows 59 → 32 ms, 256 rows 207 → 138 ms
+    against ``x @ Wᵀ``; 512 × 2048 at 4 rows 0.34 → 0.14 ms.
+
+    The packed copy is made from ``weight`` when first needed and again whenever ``weight`` changes (its version
+    counter); calls that record gradients, run off the CPU, in another dtype, or under tracing / ONNX export take
+    plain ``F.linear``. Copies (``copy.deepcopy``, pickling) leave the packed copy behind: oneDNN's opaque tensor
+    has no storage to copy. The price is memory: W is held twice.
     """
 
-    def __init__(self, linear: nn.Linear, rows_hint: int = 64):
-        super().__init__()
-        if not onednn_packs_bf16():
+    ROWS_HINT = 64  # oneDNN picks its blocking for about this many rows; 64 measured best from 1 to 256
+
+    def __init__(self, linear: nn.Linear):
+        nn.Module.__init__(self)
+        if linear.weight.dtype == torch.bfloat16 and not onednn_packs(torch.bfloat16):
             raise RuntimeError("packed bf16 weights need oneDNN and a CPU with AVX-512 (BW, VL, DQ) or "
                                "AVX-NE-CONVERT; this one has neither: decode in bf16 unpacked, fp32 or int8")
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        weight = linear.weight.detach()
-        self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, rows_hint)  # opaque: not a parameter
-        self.bias = None if linear.bias is None else linear.bias.detach()
+        self.weight, self.bias = linear.weight, linear.bias  # the same Parameters: nothing copied
+        self._packed, self._packed_key = None, None
+        with torch.no_grad():
+            self.packed_weight()  # now rather than in the first request
+
+    def packed_weight(self) -> torch.Tensor:
+        """W in oneDNN's layout (opaque), packed again if ``weight`` changed since the last call."""
+        key = (self.weight.data_ptr(), self.weight._version, self.weight.dtype)
+        if self._packed is None or self._packed_key != key:
+            self._packed = torch.ops.mkldnn._reorder_linear_weight(self.weight.detach(), self.ROWS_HINT)
+            self._packed_key = key
+        return self._packed
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (…, in) → (…, out)
-        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+        plain = (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
+                 or x.device.type != "cpu" or x.dtype != self.weight.dtype or not onednn_packs(x.dtype)
+                 or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling())
+        if plain:
+            return F.linear(x, self.weight, self.bias)
+        bias = None if self.bias is None else self.bias.detach()
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed_weight(), bias, "none", [], "")
+
+    def __getstate__(self):  # deepcopy and pickle: without the opaque packed copy (made again when needed)
+        return {**super().__getstate__(), "_packed": None, "_packed_key": None}
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, packed bf16"
+        return f"{super().extra_repr()}, packed {str(self.weight.dtype).removeprefix('torch.')}"
 
 
 @functools.cache
-def onednn_packs_bf16() -> bool:
-    """Whether oneDNN can pack a bf16 weight on this CPU at all: its packing needs AVX-512 (BW, VL, DQ) or
-    AVX-NE-CONVERT, which AVX2-only CPUs lack. Asked once, by packing an 8 × 8 matrix."""
+def onednn_packs(dtype: torch.dtype) -> bool:
+    """Whether oneDNN can pack a ``dtype`` weight on this CPU at all (fp32: any x86 CPU oneDNN runs on; bf16: needs
+    AVX-512 (BW, VL, DQ) or AVX-NE-CONVERT, which AVX2-only CPUs lack). Asked once, by packing an 8 × 8 matrix."""
     if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")):
         return False
     try:
-        torch.ops.mkldnn._reorder_linear_weight(torch.zeros(8, 8, dtype=torch.bfloat16), 1)
+        torch.ops.mkldnn._reorder_linear_weight(torch.zeros(8, 8, dtype=dtype), 1)
     except RuntimeError:
         return False
     return True
+
+
+def onednn_packs_bf16() -> bool:
+    """``onednn_packs(torch.bfloat16)``."""
+    return onednn_packs(torch.bfloat16)
 
 
 def can_pack_bf16() -> bool:
@@ -83,11 +118,12 @@ def can_pack_bf16() -> bool:
     return cpu_has_native_bf16() and onednn_packs_bf16()
 
 
-def pack_linears(model: nn.Module) -> nn.Module:
-    """Replace every bf16 ``nn.Linear`` of ``model`` (CPU) by a ``PackedLinear``, in place; returns it."""
+def pack_linears(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> nn.Module:
+    """Replace every ``nn.Linear`` of ``model`` (CPU) whose weight is ``dtype`` by a ``PackedLinear``, in place;
+    returns it."""
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
-            if isinstance(child, nn.Linear) and child.weight.dtype == torch.bfloat16:
+            if type(child) is nn.Linear and child.weight.dtype == dtype:
                 setattr(module, name, PackedLinear(child))
     return model
 
@@ -150,16 +186,32 @@ def transpose_output(model: nn.Module) -> nn.Module:
     return model
 
 
+def pack_decoding(model: nn.Module) -> nn.Module:
+    """An fp32 model on a CPU, in place, as it decodes fastest: the Linear layers a decoding step runs (the
+    ``decoder``'s and the ``output`` layer) packed (``PackedLinear``) where oneDNN packs fp32, else only the output
+    layer transposed (``TransposedLinear``). The encoder, run once per batch on many rows, keeps plain layers: there
+    packing measured no faster. opus-mt-en-zh's shape (AVX2, 2 threads): 0.56-0.76 → 0.66-1.06× CTranslate2 float32
+    (RESULTS.md, issue 21)."""
+    if not onednn_packs(torch.float32):
+        return transpose_output(model)
+    decoder = getattr(model, "decoder", None)
+    if isinstance(decoder, nn.Module):
+        pack_linears(decoder, torch.float32)
+    if type(getattr(model, "output", None)) is nn.Linear and model.output.weight.dtype == torch.float32:
+        model.output = PackedLinear(model.output)
+    return model
+
+
 def for_inference(model: nn.Module, precision: str = "fp32") -> nn.Module:
-    """``model`` ready to decode in ``precision`` (see the module docstring): fp32 returns it with its output layer
-    transposed on a CPU (in place: the model decodes from now on), bf16 and int8 return a converted copy (the
-    original keeps its fp32 weights). Resolve ``auto`` first."""
+    """``model`` ready to decode in ``precision`` (see the module docstring): fp32 returns it with its decoding
+    step's layers packed on a CPU (``pack_decoding``; in place: same parameters, W also held packed), bf16 and
+    int8 return a converted copy (the original keeps its fp32 weights). Resolve ``auto`` first."""
     if precision not in ("fp32", "bf16", "int8"):
         raise ValueError(f"for_inference takes fp32, bf16 or int8, got {precision!r} (resolve auto first: "
                          "resolve_inference_precision)")
     if precision == "fp32":
         cpu = next(model.parameters()).device.type == "cpu"
-        return transpose_output(model) if cpu else model
+        return pack_decoding(model) if cpu else model
     device = next(model.parameters()).device
     if precision == "int8":
         resolve_inference_precision(precision, device)  # int8 off the CPU: a clear ValueError
