@@ -1,5 +1,5 @@
-"""``rosetta export``: a translation model for ONNX Runtime or CTranslate2, a ViT or LM as a Hugging Face
-directory; and ``--engine`` for ``serve``."""
+"""``rosetta export``: a translation model for ONNX Runtime or CTranslate2, a ViT, LM or translation model as a
+Hugging Face directory; and ``--engine`` for ``serve``."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ ENGINES = {"torch": "pytorch", "onnx": "onnx", "ct2": "ctranslate2"}  # --engine
 def export(
     model: Path = typer.Option(..., "--model", help="Translation model, checkpoint or run directory."),
     fmt: str = typer.Option(..., "--format", help="onnx (ONNX Runtime), ctranslate2, or huggingface (a ViT as "
-                                                  "ViTForImageClassification, an LM as GPT-2)."),
+                                                  "ViTForImageClassification, an LM as GPT-2, a translation model "
+                                                  "as Marian (Post-LN) or Pegasus (Pre-LN, joint vocabulary))."),
     out: Path = typer.Option(..., "--out", help="New directory for the exported model."),
     int8: bool = typer.Option(False, "--int8", help="int8 weights (ONNX: dynamic quantisation; CTranslate2: int8)."),
     quantization: str = typer.Option(None, "--quantization",

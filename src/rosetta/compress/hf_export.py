@@ -1,22 +1,30 @@
 """``rosetta export --format huggingface``: a Rosetta model → a directory ``transformers``' Auto classes read.
 
-    vit   ViTForImageClassification: config.json (``hf_vit_config``, id2label from the run's labels),
-          model.safetensors (``hf_vit_state_dict``: our fused qkv split into query, key, value) and
-          preprocessor_config.json (ViTImageProcessor: resize to the model's size, rescale 1/255, the run's mean
-          and std), so ``AutoModelForImageClassification`` and ``AutoImageProcessor`` read it
-    lm    GPT2LMHeadModel (``rosetta.hub.gpt2``: learned positions, Pre-LN, GELU, tied output — other layouts are
-          refused by its ``config_to_hf`` with the flag that differs) and the run's own tokenizer.json with a
-          tokenizer_config.json naming PreTrainedTokenizerFast and the special tokens, so ``AutoTokenizer``
-          gives the same ids
+    vit          ViTForImageClassification: config.json (``hf_vit_config``, id2label from the run's labels),
+                 model.safetensors (``hf_vit_state_dict``: our fused qkv split into query, key, value) and
+                 preprocessor_config.json (ViTImageProcessor: resize to the model's size, rescale 1/255, the run's
+                 mean and std), so ``AutoModelForImageClassification`` and ``AutoImageProcessor`` read it
+    lm           GPT2LMHeadModel (``rosetta.hub.gpt2``: learned positions, Pre-LN, GELU, tied output — other layouts
+                 are refused by its ``config_to_hf`` with the flag that differs) and the run's own tokenizer.json
+                 with a tokenizer_config.json naming PreTrainedTokenizerFast and the special tokens, so
+                 ``AutoTokenizer`` gives the same ids
+    translation  (``rosetta.compress.hf_translation``) the same function as MarianMTModel (Post-LN; joint or
+                 separate vocabularies) or PegasusForConditionalGeneration (Pre-LN, Rosetta's default recipes; one
+                 joint vocabulary), for ``AutoModelForSeq2SeqLM``: zero biases where ours has none, the residual
+                 stream permuted when the model's sinusoid is interleaved (theirs is all sines, then all cosines);
+                 the run's tokenizer.json (target/tokenizer.json for a separate target vocabulary) framing a source
+                 as ``rosetta translate`` does (ids </s>), and a generation_config.json from the run's [decode]
 
-A model fine-tuned from a Hugging Face checkpoint (``[model] pretrained = DIR``: Marian, GPT-2, …) goes back to
-its checkpoint's family when that family has a way back (``config_to_hf``, ``weights_to_hf``), with the
+A model fine-tuned from a Hugging Face checkpoint (``[model] pretrained = DIR``: Marian, Pegasus, GPT-2, …) goes
+back to its checkpoint's family when that family has a way back (``config_to_hf``, ``weights_to_hf``), with the
 checkpoint's own tokenizer files.
 
-Refused, with the reason (``REFUSED``): Rosetta's own translation layout (Pre-LN with final norms: fairseq's
-``normalize_before`` Transformer, which transformers has as M2M100, not written yet; Marian is Post-LN) and
-encoder classifiers (they read the mean of the tokens; BertForSequenceClassification reads a pooled [CLS]).
-The directory is written beside OUT and renamed into place when complete; ``rosetta`` reads it back too.
+Refused, with the reason: encoder classifiers (``REFUSED``: they read the mean of the tokens;
+BertForSequenceClassification reads a pooled [CLS]), and translation layouts neither Marian nor Pegasus computes
+(``hf_translation.REQUIRED``: rotary / relative / learned positions, RMSNorm, gated FFNs, copy_attention, pruned
+heads, …; and a Pre-LN model with separate vocabularies, since Pegasus has one shared token table), each in one
+line naming the flag. The directory is written beside OUT and renamed into place when complete; ``rosetta`` reads
+it back too (``rosetta.load(OUT)``, ``rosetta translate --model OUT``).
 """
 
 from __future__ import annotations
@@ -32,9 +40,6 @@ from rosetta.decode.loading import LoadedModel, load_any
 from rosetta.special_tokens import UNK
 
 REFUSED = {
-    "translation": "Rosetta's translation layout (Pre-LN with final norms, sinusoidal positions, no embedding "
-                   "LayerNorm) has no Hugging Face class written yet (it is fairseq's normalize_before Transformer, "
-                   "transformers' M2M100; Marian is Post-LN): export --format onnx or ctranslate2",
     "encoder": "a Rosetta encoder classifier reads the mean of its tokens and BertForSequenceClassification a "
                "pooled [CLS]: there is no Hugging Face head for it",
 }
@@ -106,7 +111,13 @@ def _recorded(loaded: LoadedModel, out: Path) -> None:
     copy_tokenizer_files(loaded.info["path"], out)
 
 
-EXPORTERS: dict[str, Any] = {"vit": _vit, "lm": _gpt2}
+def _translation(loaded: LoadedModel, out: Path) -> None:
+    from rosetta.compress.hf_translation import export_translation
+
+    export_translation(loaded, out)  # ValueError naming the flag when neither Marian nor Pegasus computes it
+
+
+EXPORTERS: dict[str, Any] = {"vit": _vit, "lm": _gpt2, "translation": _translation}
 
 
 def export_huggingface(model_dir: str | Path, out: str | Path) -> Path:

@@ -12,4 +12,4 @@ from rosetta.hub.registry import REGISTRY, HFFamily, hf_family, register_hf
 __all__ = ["REGISTRY", "HFFamily", "hf_family", "register_hf"]
 
 # Each family's module registers it (import order is the order `hf_family`'s error lists them in, sorted).
-from rosetta.hub import bart, bert, distilbert, gpt2, marian, roberta, t5, vit  # noqa: E402,F401
+from rosetta.hub import bart, bert, distilbert, gpt2, marian, pegasus, roberta, t5, vit  # noqa: E402,F401

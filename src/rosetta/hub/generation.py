@@ -11,7 +11,8 @@
     early_stopping (default false)  →   early_stopping ("never" is decoded as false, with a warning)
     renormalize_logits              →   renormalize
     no_repeat_ngram_size            →   no_repeat_ngram_size
-    bad_words_ids [[pad]]           →   nothing to do: Rosetta's searches never produce pad (other bans: a warning)
+    bad_words_ids [[pad]], [[start]] →  nothing to do: Rosetta's searches never produce pad, nor the decoder's start
+                                        token unless it is EOS (other bans: a warning)
 
 A directory without generation_config.json keeps these options in config.json (as ``transformers`` reads it).
 Rosetta's searches with these options give what ``generate(num_beams=…)`` gives (tests/test_hf_marian.py,
@@ -47,10 +48,13 @@ def generation_options(path: Path, hf: dict[str, Any]) -> dict[str, Any]:
     directory's generation config (the module docstring has the map)."""
     gen = read_generation_config(path, hf)
     pad = gen.get("pad_token_id", hf.get("pad_token_id"))
-    banned = [ids for ids in gen.get("bad_words_ids") or [] if ids != [pad]]
+    start = gen.get("decoder_start_token_id", hf.get("decoder_start_token_id"))
+    eos = gen.get("eos_token_id", hf.get("eos_token_id"))
+    never = [[pad]] + ([[start]] if start is not None and start != eos and [start] != eos else [])
+    banned = [ids for ids in gen.get("bad_words_ids") or [] if ids not in never]
     if banned:
-        warnings.warn(f"{path}: bad_words_ids {banned[:4]} are not applied (Rosetta bans only the pad token)",
-                      stacklevel=2)
+        warnings.warn(f"{path}: bad_words_ids {banned[:4]} are not applied (Rosetta bans only the pad and start "
+                      "tokens)", stacklevel=2)
     max_len = gen.get("max_new_tokens") or (gen.get("max_length") or HF_MAX_LENGTH) - 1
     early = gen.get("early_stopping", False)
     if early not in (True, False):

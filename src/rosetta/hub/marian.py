@@ -26,7 +26,8 @@ Weights (``weight_map``; Rosetta name ← Hugging Face names, concatenated along
     decoder.layers.i.cross_attn.out_proj, cross_attn_norm ← … encoder_attn.out_proj, encoder_attn_layer_norm
 
 The positions' table (embed_positions) is not a weight: both sides compute it. Tokenizers:
-``rosetta.data.sentencepiece`` (source.spm / target.spm + vocab.json).
+``rosetta.data.sentencepiece`` (source.spm / target.spm + vocab.json), or, in a directory Rosetta exported
+(``rosetta export --format huggingface``), tokenizer.json and target/tokenizer.json (``rosetta.hub.exported``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from typing import Any
 import torch
 
 from rosetta.data.sentencepiece import marian_tokenizers
+from rosetta.hub.exported import has_tokenizer_json, read_tokenizers
 from rosetta.hub.registry import register_hf
 from rosetta.models.pretrained import PretrainedError
 from rosetta.models.transformer import Transformer
@@ -202,6 +204,9 @@ def weights_to_hf(state: dict[str, torch.Tensor], config: ModelConfig,
             tensors[hf] = piece.contiguous()
     if config.share_embeddings:
         tensors["model.shared.weight"] = state["src_embed.token.weight"]
+        if not config.tie_output:  # transformers 5 then ties nothing: each stack reads its own embed_tokens
+            tensors["model.encoder.embed_tokens.weight"] = state["src_embed.token.weight"]
+            tensors["model.decoder.embed_tokens.weight"] = state["tgt_embed.token.weight"]
     else:
         tensors["model.encoder.embed_tokens.weight"] = state["src_embed.token.weight"]
         tensors["model.decoder.embed_tokens.weight"] = state["tgt_embed.token.weight"]
@@ -212,7 +217,11 @@ def weights_to_hf(state: dict[str, torch.Tensor], config: ModelConfig,
 
 
 def tokenizers(path: Path, hf: dict[str, Any]):
-    """(source, target) ``SentencePieceVocabTokenizer``s; a vocabulary larger than the model's is an error."""
+    """(source, target) ``SentencePieceVocabTokenizer``s; a vocabulary larger than the model's is an error. A
+    directory of Rosetta's own export (tokenizer.json, no source.spm: ``rosetta.hub.exported``) gives its
+    tokenizers instead."""
+    if not (path / "source.spm").is_file() and has_tokenizer_json(path):
+        return read_tokenizers(path, hf)
     config_file = path / "tokenizer_config.json"
     separate = False
     if config_file.is_file():

@@ -28,7 +28,8 @@ RECORD_KEY = "huggingface"  # config.json's key holding {"model_type", "config"}
 # The files a checkpoint's tokenizer (or image processor) may need; whichever exist are copied into the run.
 TOKENIZER_FILES = ("source.spm", "target.spm", "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
                    "special_tokens_map.json", "added_tokens.json", "spiece.model", "vocab.txt",
-                   "preprocessor_config.json", "generation_config.json")
+                   "preprocessor_config.json", "generation_config.json",
+                   "target/tokenizer.json", "target/tokenizer_config.json")  # target/: a Rosetta export's target side
 
 
 @dataclass
@@ -74,6 +75,7 @@ def copy_tokenizer_files(source: str | Path, directory: str | Path) -> None:
     """Copy the ``TOKENIZER_FILES`` that exist in ``source`` into ``directory``, byte for byte."""
     for name in TOKENIZER_FILES:
         if (Path(source) / name).is_file():
+            (Path(directory) / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(Path(source) / name, Path(directory) / name)
 
 

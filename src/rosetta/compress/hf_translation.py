@@ -1,0 +1,196 @@
+"""``rosetta export --format huggingface`` of Rosetta's own encoder–decoder ``Transformer``: the same function as a
+``MarianMTModel`` (Post-LN) or a ``PegasusForConditionalGeneration`` (Pre-LN), which ``AutoModelForSeq2SeqLM``
+reads, with tokenizer files ``AutoTokenizer`` reads and a generation_config.json for ``generate``.
+
+    norm_first = false (the paper's Post-LN)  →  Marian  (``rosetta.hub.marian``): any vocabularies, one joint or
+                                                 separate source / target (share_encoder_decoder_embeddings,
+                                                 decoder_vocab_size)
+    norm_first = true  (Pre-LN, final norms)  →  Pegasus (``rosetta.hub.pegasus``): ONE token table for both sides,
+                                                 so only share_embeddings = true
+
+What changes on the way, none of it the function the model computes:
+
+* biases: Marian and Pegasus have one on every Linear and on the output (``final_logits_bias``); a model built
+  with ``bias = false`` gets zeros there
+* positions: both compute the sinusoid in the "halves" layout (all sines, then all cosines). A model trained with
+  Rosetta's default "interleaved" layout (sin / cos in alternate columns) is exported with the d_model axis
+  permuted (``HALVES_ORDER``: columns 0, 2, 4, … then 1, 3, 5, …), which turns its table into the halves one. A
+  Transformer is unchanged under one permutation P of the residual stream applied everywhere
+  (``permute_residual``): the token tables' columns, LayerNorm weights and biases (LayerNorm commutes with P), the
+  input columns of every Linear that reads the stream (q/k/v, cross-attention q and k/v — the encoder's output is
+  the stream too — FFN W1, the output layer), and the output rows and biases of every Linear that writes to it
+  (attention out_proj, FFN W2). Attention heads and the FFN's hidden units are untouched.
+
+Refused in one line naming the flag (``REQUIRED``): what neither class computes — rotary / relative / learned
+positions or none (Pegasus's position table is a fixed sinusoid that transformers recomputes whenever it is
+missing or resized, not a weight a learned table could live in), RMSNorm, another LayerNorm ε, gated FFNs
+(swiglu / geglu), unscaled attention, T5's scaled output, embedding LayerNorms, token types, pruned heads
+(heads_per_layer), other head sizes (d_k / d_v), the pointer-generator (copy_attention), and a Pre-LN model with
+separate vocabularies (Pegasus has one shared table: train with ``[tokenizer] joint = true`` and
+``[model] share_embeddings = true``, or export --format onnx / ctranslate2, which take any of these).
+
+generation_config.json (``generation_config``), from the run's [decode] options: num_beams = beam, length_penalty
+= α, max_length = 1 (the start token) + the run's max_len, or the limit its max_len_ratio / max_len_offset give the
+longest source the model reads (``generate`` has one limit, not one per source length); forced_eos_token_id null
+(Rosetta's search ends an output at its limit as it is, without forcing </s>), bad_words_ids the <pad> and <s> that
+Rosetta's search never produces, decoder_start_token_id <s>. Hugging Face scores a finished beam log P / |Y|^α,
+Rosetta's own runs use GNMT's ((5 + |Y|) / 6)^α: the exported directory, in ``generate`` and in
+``rosetta translate --model DIR`` alike, decodes by Hugging Face's rule.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rosetta import checkpoint as ckpt
+from rosetta.decode.defaults import DecodeOptions, max_source_tokens
+from rosetta.decode.search import max_positions
+from rosetta.models.transformer import Transformer
+from rosetta.nn.config import ModelConfig
+
+ELSEWHERE = "export --format onnx or ctranslate2 instead"
+# flag, the value Marian and Pegasus compute, why — the first flag of a model that differs is refused
+REQUIRED: tuple[tuple[str, Any, str], ...] = (
+    ("copy_attention", False, "the pointer-generator's copy distribution has no Hugging Face head"),
+    ("positional", "sinusoidal", "Marian and Pegasus add the sinusoid (base 10000) to the embeddings and have no "
+                                 "other positions (Pegasus recomputes its table: a learned one would not survive)"),
+    ("position_offset", 0, "Marian's and Pegasus's positions start at row 0"),
+    ("norm", "layernorm", "Marian and Pegasus normalise with LayerNorm"),
+    ("norm_eps", 1e-5, "Marian's and Pegasus's LayerNorms have ε = 1e-5"),
+    ("embedding_norm", False, "neither normalises the embeddings"),
+    ("type_vocab_size", 0, "neither has token-type embeddings"),
+    ("scale_attention", True, "both divide attention logits by √d_k"),
+    ("scale_decoder_output", False, "neither scales the decoder output before the output layer"),
+    ("heads_per_layer", None, "every attention of theirs has n_heads heads"),
+)
+ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "silu": "silu", "gelu_tanh": "gelu_pytorch_tanh"}  # exact ones
+SHARED_TABLE = ("Pegasus (transformers' Pre-LN encoder–decoder) has ONE token table for source and target; train "
+                "with a joint vocabulary ([tokenizer] joint = true, [model] share_embeddings = true), or")
+
+
+def refusal(config: ModelConfig) -> str | None:
+    """Why ``config`` has no exact Hugging Face counterpart (one line naming the flag), or None."""
+    for flag, value, why in REQUIRED:
+        if getattr(config, flag) != value:
+            return f"{flag}={getattr(config, flag)!r}: {why}; {ELSEWHERE}"
+    if config.activation not in ACTIVATIONS:
+        return (f"activation={config.activation!r}: Marian's and Pegasus's feed-forward is one activation "
+                f"({', '.join(ACTIVATIONS)}), not gated; {ELSEWHERE}")
+    if config.head_dim_k * config.n_heads != config.d_model or config.head_dim_v != config.head_dim_k:
+        return (f"d_k={config.d_k}, d_v={config.d_v}: Marian's and Pegasus's heads are d_model / n_heads wide; "
+                f"{ELSEWHERE}")
+    if config.norm_first and not config.share_embeddings:
+        return f"norm_first=True with share_embeddings=False: {SHARED_TABLE} {ELSEWHERE}"
+    return None
+
+
+def hf_config(config: ModelConfig) -> tuple[str, ModelConfig]:
+    """(model_type, the config of the same model in that family's layout: biases on, sinusoid in halves).
+    ValueError with ``refusal``'s line when there is none."""
+    reason = refusal(config)
+    if reason:
+        raise ValueError(reason)
+    return ("pegasus" if config.norm_first else "marian",
+            config.replace(bias=True, output_bias=True, sinusoidal_layout="halves"))
+
+
+def halves_order(d_model: int) -> torch.Tensor:
+    """The permutation of the d_model axis that turns the interleaved sinusoid into the halves one:
+    ``sinusoidal_encoding(T, D)[:, order] == sinusoidal_encoding(T, D, layout="halves")``."""
+    return torch.cat([torch.arange(0, d_model, 2), torch.arange(1, d_model, 2)])
+
+
+COLUMNS = ("token.weight", "output.weight", "qkv_proj.weight", "q_proj.weight", "kv_proj.weight", "w1.weight",
+           "w3.weight")  # read the residual stream: permute the input axis (dim 1)
+ROWS = ("out_proj.weight", "out_proj.bias", "w2.weight", "w2.bias")  # write to it: permute the output axis (dim 0)
+OTHER_AXES = ("qkv_proj.bias", "q_proj.bias", "kv_proj.bias", "w1.bias", "w3.bias", "output.bias")  # heads, d_ff, V
+
+
+def permute_residual(state: dict[str, torch.Tensor], order: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The state dict of the same Transformer with its residual stream permuted by ``order`` (module docstring).
+    A name this does not know is a ValueError: a new kind of weight must say which axis it has."""
+    out = {}
+    for name, tensor in state.items():
+        module = name.rsplit(".", 1)[0].rsplit(".", 1)[-1]
+        if name.endswith(COLUMNS):
+            out[name] = tensor[:, order]
+        elif name.endswith(ROWS) or module.endswith("norm"):
+            out[name] = tensor[order]
+        elif name.endswith(OTHER_AXES):
+            out[name] = tensor
+        else:
+            raise ValueError(f"permute_residual: no rule for weight {name!r}")
+    return out
+
+
+def hf_state(state: dict[str, torch.Tensor], config: ModelConfig, target: ModelConfig) -> dict[str, torch.Tensor]:
+    """``state`` (a Transformer of ``config``) as the state dict of a Transformer of ``target`` (``hf_config``):
+    zeros for the biases ``config`` lacks, and the residual stream permuted when the layout changes."""
+    with torch.device("meta"):  # names and shapes only
+        expected = Transformer(target).state_dict()
+    unknown = sorted(set(state) - set(expected))
+    if unknown:
+        raise ValueError(f"weights {unknown[:4]} have no place in the exported model")
+    out = {}
+    for name, ref in expected.items():
+        if name in state:
+            out[name] = state[name].detach().float().cpu()
+        elif name.endswith(".bias"):
+            out[name] = torch.zeros(ref.shape)
+        else:
+            raise ValueError(f"the model has no weight {name!r}")
+    if config.sinusoidal_layout != target.sinusoidal_layout:
+        out = permute_residual(out, halves_order(config.d_model))
+    return {name: t.contiguous() for name, t in out.items()}
+
+
+def generation_config(config: ModelConfig, decode: DecodeOptions) -> dict[str, Any]:
+    """generation_config.json for ``generate`` from the run's [decode] options (module docstring)."""
+    positions = max_positions(config)
+    limit = decode.max_len or int(decode.max_len_ratio * (max_source_tokens(positions) + 1)) + decode.max_len_offset
+    banned = [[config.pad_id]] + ([[config.bos_id]] if config.bos_id not in (config.pad_id, config.eos_id) else [])
+    gen = {"decoder_start_token_id": config.bos_id, "eos_token_id": config.eos_id, "pad_token_id": config.pad_id,
+           "forced_eos_token_id": None, "bad_words_ids": banned, "num_beams": decode.beam,
+           "length_penalty": decode.length_penalty, "max_length": max(1, min(limit, positions)) + 1,
+           "early_stopping": False}
+    if decode.no_repeat_ngram_size:
+        gen["no_repeat_ngram_size"] = decode.no_repeat_ngram_size
+    if decode.min_len:
+        gen["min_length"] = decode.min_len + 1  # Hugging Face counts the start token
+    return gen
+
+
+def _write_json(file: Path, data: dict[str, Any]) -> None:
+    file.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def export_translation(loaded, out: Path) -> None:
+    """Write the translation model ``loaded`` (``load_any``'s) into the empty directory ``out`` as a Marian or
+    Pegasus directory (module docstring)."""
+    from safetensors.torch import save_file
+
+    from rosetta.decode.folder import decode_options, model_config
+    from rosetta.hub.exported import write_tokenizers
+    from rosetta.hub.registry import hf_family
+    from rosetta.models.pretrained import WEIGHTS_FILE
+
+    path = Path(loaded.info["path"])
+    config = model_config(path, loaded.info)
+    try:
+        model_type, target = hf_config(config)
+    except ValueError as e:
+        raise ValueError(f"{path}: cannot export this translation model to Hugging Face: {e}") from None
+    model = Transformer(config)  # fresh: the loaded one may be prepared for decoding (packed layers)
+    ckpt.load_weights(path, model, "cpu")
+    spec = hf_family(model_type)
+    hf = {**spec.config_to_hf(target), "activation_function": ACTIVATIONS[target.activation],
+          "forced_eos_token_id": None}
+    _write_json(out / ckpt.CONFIG_FILE, hf)
+    save_file(spec.weights_to_hf(hf_state(model.state_dict(), config, target), target), str(out / WEIGHTS_FILE),
+              metadata={"format": "pt"})
+    write_tokenizers(out, loaded.tokenizer, loaded.target_tokenizer, target)
+    _write_json(out / "generation_config.json", generation_config(target, decode_options(path, loaded.info)))
