@@ -236,3 +236,27 @@ def test_the_transposed_output_layer_computes_the_linear_it_replaces():
         assert layer(x).shape == (3, 5, 301)
         state, original = layer.state_dict(), linear.state_dict()  # what exports read: nn.Linear's names
         assert state.keys() == original.keys() and all(torch.equal(state[k], original[k]) for k in state)
+
+
+def test_fp32_decoding_of_a_language_model_packs_its_stack_and_samples_the_same():
+    """A language model (``rosetta generate``, ``rosetta.load``'s Generator, the server): its whole stack is the
+    decoder, so every block's Linear layers and the output layer are packed; greedy and seeded sampling give
+    the ids of the unpacked model."""
+    from rosetta.decode.sampling import generate
+    from rosetta.models.lm import LanguageModel, gpt_config
+
+    torch.manual_seed(0)
+    model = LanguageModel(gpt_config(70, d_model=32, n_heads=4, d_ff=64, n_decoder_layers=2)).eval()
+    reference = copy.deepcopy(model)
+
+    def continuations(m):
+        with torch.inference_mode():
+            greedy = list(generate(m, [5, 6, 7], 12, 0.0))
+            sampled = list(generate(m, [5, 6, 7], 12, 1.0, generator=torch.Generator().manual_seed(3)))
+        return greedy, sampled
+
+    want = continuations(reference)
+    for_inference(model, "fp32")
+    packed = {name for name, m in model.named_modules() if isinstance(m, precision.PackedLinear)}
+    assert "output" in packed and {n for n in packed if n.startswith("decoder.")}
+    assert continuations(model) == want

@@ -34,6 +34,7 @@ def generate(
     import torch
 
     from rosetta.data.tokenizer import UNK
+    from rosetta.decode.precision import for_inference
     from rosetta.decode.sampling import stream_text
 
     if max_new_tokens < 0:
@@ -59,7 +60,8 @@ def generate(
     produced: list[int] = []
     shown = ""
     # Each token's text as soon as it is chosen (a half character waits for the rest: stream_text).
-    for token, piece in stream_text(loaded.model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p,
+    model = for_inference(loaded.model, "fp32")  # on a CPU: the decoding step's layers packed
+    for token, piece in stream_text(model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p,
                                     generator=generator):
         produced.append(token)
         shown += piece

@@ -26,6 +26,7 @@ import torch
 
 from rosetta import checkpoint as ckpt
 from rosetta.decode.loading import LoadedModel, load_any, sentence_embeddings
+from rosetta.decode.precision import for_inference
 from rosetta.models.pretrained import MINILM_NAMES, is_huggingface_dir
 
 
@@ -35,7 +36,8 @@ class Generator:
     def __init__(self, loaded: LoadedModel):
         if loaded.family != "lm":
             raise ValueError(f"a generator needs a language model, not a {loaded.family!r} model")
-        self.loaded, self.model, self.tokenizer = loaded, loaded.model, loaded.tokenizer
+        self.loaded, self.tokenizer = loaded, loaded.tokenizer
+        self.model = for_inference(loaded.model, "fp32")  # on a CPU: the decoding step's layers packed
 
     def stream(self, prompt: str, max_new_tokens: int = 100, temperature: float = 1.0, top_k: int | None = None,
                top_p: float | None = None, seed: int | None = None) -> Iterator[str]:

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from rosetta.checkpoint import model_task
 from rosetta.decode.loading import LoadedModel
+from rosetta.decode.precision import for_inference
 from rosetta.decode.sampling import stream_text
 from rosetta.server.batcher import Batcher
 from rosetta.server.common import ModelFailed, head_importance, model_app, text_field
@@ -112,7 +113,7 @@ async def unless_client_leaves(request: Request, work: Coroutine) -> tuple[bool,
 
 def create_lm_app(loaded: LoadedModel, settings) -> FastAPI:
     """A FastAPI app serving a ``LoadedModel`` of family "lm"."""
-    model, tokenizer = loaded.model, loaded.tokenizer
+    model, tokenizer = for_inference(loaded.model, "fp32"), loaded.tokenizer  # on a CPU: decoding layers packed
     batcher = Batcher(None, batching=settings.batching, max_batch=settings.max_batch,
                       max_wait_ms=settings.max_wait_ms)
     keep = ("max_chars", "max_new_tokens", "timeout_s")
