@@ -1,13 +1,17 @@
 """``rosetta export --format huggingface`` of Rosetta's own translation models, checked against ``transformers``.
 
 Tiny Transformers (d_model 32, 2 + 2 layers, every weight perturbed, then 30 steps on a dozen sentence pairs so that
-outputs differ in length) are saved as Rosetta checkpoints with their BPE tokenizers, in four layouts: Pre-LN →
-PegasusForConditionalGeneration (interleaved sinusoid, no biases; halves, biases, untied output), Post-LN →
-MarianMTModel (separate vocabularies, interleaved; one shared table, halves, untied). Compared: logits of a padded
-batch within 1e-5 (fp32), ``generate``'s ids (greedy and beam 4) against Rosetta's search on the original model and
-on the exported directory read back (``rosetta.load``), ``AutoTokenizer``'s ids and text against Rosetta's, the
+outputs differ in length) are saved as Rosetta checkpoints with their BPE tokenizers, in six layouts: Pre-LN →
+PegasusForConditionalGeneration (one joint vocabulary: interleaved sinusoid, no biases; halves, biases, untied
+output; separate vocabularies, concatenated into one of S + T ids: interleaved, tied; halves, output bias, untied),
+Post-LN → MarianMTModel (separate vocabularies, interleaved; one shared table, halves, untied). Compared: logits of
+a padded batch within 1e-5 (fp32; a concatenated vocabulary's target columns, its source columns -inf),
+``generate``'s ids (greedy and beam 4; less S) against Rosetta's search on the original model and on the exported
+directory read back (``rosetta.load``), ``AutoTokenizer``'s ids and text against Rosetta's (target ids + S), the
 round trip, refusals; a twin with one weight changed, and an export without the permutation, fail the comparison.
-A Pegasus directory written by transformers itself (spiece.model) is read too.
+A concatenated export decodes through its own AutoTokenizers to the run's text, is refused when read back with a
+source id that could win, and a run fine-tuned from it exports to one again. A Pegasus directory written by
+transformers itself (spiece.model) is read too.
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from hf_dirs import twin  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
 from tiny_translator import PAIRS  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 import rosetta  # noqa: E402
 from rosetta import ModelConfig, Transformer  # noqa: E402
 from rosetta.checkpoint import save_checkpoint  # noqa: E402
+from rosetta.checkpoint.files import CheckpointError  # noqa: E402
 from rosetta.cli import app  # noqa: E402
 from rosetta.compress import hf_translation  # noqa: E402
 from rosetta.compress.hf_export import export_huggingface  # noqa: E402
@@ -50,6 +56,10 @@ LAYOUTS = {  # name → (ModelConfig flags, joint vocabulary); the exported clas
     "pegasus-interleaved": (dict(norm_first=True, share_embeddings=True, bias=False, activation="relu"), True),
     "pegasus-halves": (dict(norm_first=True, share_embeddings=True, sinusoidal_layout="halves", activation="gelu_tanh",
                             tie_output=False, output_bias=True), True),
+    "pegasus-separate": (dict(norm_first=True, share_embeddings=False, activation="silu"), False),
+    "pegasus-separate-untied": (dict(norm_first=True, share_embeddings=False, sinusoidal_layout="halves",
+                                     activation="gelu", tie_output=False, output_bias=True, scale_embeddings=False),
+                                False),
     "marian-separate": (dict(norm_first=False, share_embeddings=False, activation="silu"), False),
     "marian-shared-halves": (dict(norm_first=False, share_embeddings=True, sinusoidal_layout="halves",
                                   activation="gelu", scale_embeddings=False, tie_output=False), True),
@@ -109,10 +119,20 @@ def targets(model) -> torch.Tensor:
     return torch.cat([torch.full((len(SOURCES), 1), model.config.bos_id), rows], dim=1)
 
 
+def split(directory: Path) -> int:
+    """S, where a concatenated vocabulary's target ids start (0: none)."""
+    return json.loads((directory / "config.json").read_text()).get("rosetta_source_vocab_size", 0)
+
+
 def hf_logits(directory: Path, src, mask, tgt) -> torch.Tensor:
+    """The logits of ``tgt`` (our target ids) over the target's columns; a concatenated vocabulary's source columns
+    must be -inf (they never win)."""
     hf = transformers.AutoModelForSeq2SeqLM.from_pretrained(directory).eval()
+    offset = split(directory)
     with torch.no_grad():
-        return hf(input_ids=src, attention_mask=mask, decoder_input_ids=tgt).logits
+        logits = hf(input_ids=src, attention_mask=mask, decoder_input_ids=tgt + offset).logits
+    assert torch.isneginf(logits[..., :offset]).all()
+    return logits[..., offset:]
 
 
 def test_the_export_computes_our_logits_and_a_changed_twin_does_not(exported, tmp_path, monkeypatch):
@@ -135,15 +155,16 @@ def test_the_export_computes_our_logits_and_a_changed_twin_does_not(exported, tm
         assert (hf_logits(unpermuted, src, mask, tgt) - ours).abs().max().item() > 1e-3
 
 
-def generated(hf, src, mask, beam: int) -> list[list[int]]:
-    """``generate``'s outputs without the start token, </s> and padding."""
+def generated(hf, src, mask, beam: int, offset: int = 0) -> list[list[int]]:
+    """``generate``'s outputs without the start token, </s> and padding, less ``offset`` (S: our target ids)."""
     with torch.no_grad():
         rows = hf.generate(input_ids=src, attention_mask=mask, num_beams=beam, do_sample=False).tolist()
     eos, pad = hf.generation_config.eos_token_id, hf.generation_config.pad_token_id
     out = []
     for row in rows:
         row = row[1:]
-        out.append([t for t in (row[: row.index(eos)] if eos in row else row) if t != pad])
+        out.append([t - offset for t in (row[: row.index(eos)] if eos in row else row) if t != pad])
+    assert all(t >= 0 for row in out for t in row)  # never a source id
     return out
 
 
@@ -153,7 +174,7 @@ def test_generate_gives_our_search_and_rosetta_load_of_the_export(exported, beam
     hf = transformers.AutoModelForSeq2SeqLM.from_pretrained(out).eval()
     assert hf.generation_config.max_length == MAX_NEW + 1 and hf.generation_config.num_beams == 4
     src, mask = batch(src_tok)
-    expected = generated(hf, src, mask, beam)
+    expected = generated(hf, src, mask, beam, split(out))
     assert len({len(ids) for ids in expected}) > 2  # outputs of several lengths, some cut at the limit
     if beam == 1:
         ours = greedy_search(model, src, max_len=MAX_NEW)
@@ -165,16 +186,92 @@ def test_generate_gives_our_search_and_rosetta_load_of_the_export(exported, beam
     assert translator.translate(SOURCES, beam=beam) == [tgt_tok.decode(ids) for ids in expected]
 
 
+@pytest.mark.parametrize("exported", ["pegasus-separate", "pegasus-separate-untied"], indirect=True)
+def test_a_concatenated_vocabulary_decodes_to_our_text_and_is_refused_when_a_source_id_could_win(exported, tmp_path):
+    """Separate vocabularies as Pegasus's one (S + T ids): config.json says S, the decoder's ids are the target's
+    + S, ``generate`` with the tokenizers' own batch gives our text; read back, a source id that could be written
+    (final_logits_bias not -inf there) is refused."""
+    _, folder, model, src_tok, tgt_tok, out = exported
+    offset = split(out)
+    config = model.config
+    hf_config = json.loads((out / "config.json").read_text())
+    assert offset == config.src_vocab_size and hf_config["vocab_size"] == offset + config.tgt_vocab_size
+    assert hf_config["tie_word_embeddings"] is False and hf_config["pad_token_id"] == PAD_ID + offset
+    gen = json.loads((out / "generation_config.json").read_text())
+    assert [gen[k] for k in ("decoder_start_token_id", "eos_token_id", "pad_token_id")] == [
+        BOS_ID + offset, EOS_ID + offset, PAD_ID + offset]
+    assert gen["bad_words_ids"] == [[PAD_ID + offset], [BOS_ID + offset]]
+    hf = transformers.AutoModelForSeq2SeqLM.from_pretrained(out).eval()
+    source = transformers.AutoTokenizer.from_pretrained(out)
+    target = transformers.AutoTokenizer.from_pretrained(out, subfolder="target")
+    enc = source(SOURCES, padding=True, return_tensors="pt")
+    for beam in (1, 4):
+        with torch.no_grad():
+            texts = target.batch_decode(hf.generate(**enc, num_beams=beam), skip_special_tokens=True)
+        if beam == 1:
+            ours = greedy_search(model, enc["input_ids"], max_len=MAX_NEW)
+            assert texts == rosetta.load(folder).translate(SOURCES, beam=1)  # the run itself
+        else:
+            ours = beam_search(model, enc["input_ids"], beam_size=4, length_penalty=ALPHA, length_norm="hf",
+                               max_len=MAX_NEW)
+        assert texts == [tgt_tok.decode(ids) for ids in ours] == rosetta.load(out).translate(SOURCES, beam=beam)
+    copy = tmp_path / "winnable"
+    shutil.copytree(out, copy)
+    tensors = load_file(copy / "model.safetensors")
+    tensors["final_logits_bias"][0, 5] = 0.0
+    save_file(tensors, copy / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match="final_logits_bias must be -inf"):
+        rosetta.load(copy)
+
+
+@pytest.mark.parametrize("exported", ["pegasus-separate"], indirect=True)
+def test_a_run_fine_tuned_from_a_concatenated_export_goes_back_to_one(exported, tmp_path):
+    """``[model] pretrained = EXPORT``: the run is the separate-vocabulary Transformer (target ids less S), and its
+    export (the checkpoint's family: Pegasus, the copied tokenizer files) decodes in ``generate`` what it does."""
+    from rosetta.tasks import build_task
+    from rosetta.train import Trainer
+    from rosetta.train.recipe import recipe_from_dict
+
+    _, _, model, _, tgt_tok, out = exported
+    files = {}
+    for name, lines in (("train_src", [s for s, _ in PAIRS]), ("train_tgt", [t for _, t in PAIRS]),
+                        ("valid_src", [s for s, _ in PAIRS[:3]]), ("valid_tgt", [t for _, t in PAIRS[:3]])):
+        files[name] = str(tmp_path / name)
+        Path(files[name]).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    recipe = recipe_from_dict({
+        "data": {"task": "translation", "src_lang": "en", "tgt_lang": "zh", "max_length": 64, **files},
+        "model": {"pretrained": str(out)},
+        "train": {"max_steps": 4, "max_tokens": 400, "batch_size": 12, "lr": 3e-3, "warmup_steps": 1,
+                  "label_smoothing": 0.0, "eval_every": 4, "bleu_every": 0, "save_every": 4, "log_every": 1,
+                  "keep_last": 1, "precision": "fp32", "device": "cpu", "threads": 1, "seed": 1}})
+    run = tmp_path / "run"
+    Trainer(recipe, build_task(recipe, run_dir=run), run, progress=False).fit()
+    tuned = rosetta.load(run)
+    assert not tuned.model.config.share_embeddings and tuned.model.config.tgt_vocab_size == tgt_tok.vocab_size
+    again = export_huggingface(run, tmp_path / "again")
+    assert split(again) == split(out) and (again / "target" / "tokenizer.json").read_bytes() == (
+        out / "target" / "tokenizer.json").read_bytes()
+    hf = transformers.AutoModelForSeq2SeqLM.from_pretrained(again).eval()
+    source = transformers.AutoTokenizer.from_pretrained(again)
+    target = transformers.AutoTokenizer.from_pretrained(again, subfolder="target")
+    for beam in (1, 4):
+        with torch.no_grad():
+            ids = hf.generate(**source(SOURCES, padding=True, return_tensors="pt"), num_beams=beam)
+        assert target.batch_decode(ids, skip_special_tokens=True) == tuned.translate(SOURCES, beam=beam)
+
+
 def test_auto_tokenizer_reads_text_as_rosetta_does(exported):
     _, _, _, src_tok, tgt_tok, out = exported
     tokenizer = transformers.AutoTokenizer.from_pretrained(out)
     target = (transformers.AutoTokenizer.from_pretrained(out, subfolder="target")
               if (out / "target").is_dir() else tokenizer)
     assert (out / "target").is_dir() == (src_tok is not tgt_tok)
+    offset = split(out)
     for text in MIXED + SOURCES:
         assert tokenizer(text)["input_ids"] == src_tok.frame_source(src_tok.encode(text)), text
         ids = tgt_tok.encode(text)
-        assert target.decode(ids, skip_special_tokens=True) == tgt_tok.decode(ids), text
+        assert target(text, add_special_tokens=False)["input_ids"] == [i + offset for i in ids], text
+        assert target.decode([i + offset for i in ids], skip_special_tokens=True) == tgt_tok.decode(ids), text
     padded = tokenizer(SOURCES, padding=True, return_tensors="pt")
     src, mask = batch(src_tok)
     assert torch.equal(padded["input_ids"], src) and torch.equal(padded["attention_mask"], mask)
@@ -183,6 +280,8 @@ def test_auto_tokenizer_reads_text_as_rosetta_does(exported):
 def test_the_export_reads_back_into_rosetta_with_the_same_logits(exported, tmp_path):
     _, folder, model, src_tok, _, out = exported
     translator = rosetta.load(out)
+    for key in ("src_vocab_size", "tgt_vocab_size", "share_embeddings", "norm_first", "pad_id", "bos_id", "eos_id"):
+        assert getattr(translator.model.config, key) == getattr(model.config, key), key
     src, _ = batch(src_tok)
     tgt = targets(model)
     with torch.no_grad():
@@ -210,7 +309,6 @@ def test_the_permutation_turns_the_interleaved_sinusoid_into_halves():
 
 
 REFUSED = {  # flags → a word the one-line refusal must contain
-    "pegasus-separate-vocab": (dict(norm_first=True, share_embeddings=False), "joint = true"),
     "rope": (dict(positional="rope"), "positional='rope'"),
     "learned": (dict(positional="learned"), "positional='learned'"),
     "relative": (dict(positional="relative", scale_attention=False), "positional='relative'"),
@@ -231,7 +329,7 @@ def test_layouts_without_an_exact_hugging_face_class_are_refused_in_one_line(nam
         export_huggingface(folder, tmp_path / "hf")
     message = str(error.value)
     assert words in message and "\n" not in message and not (tmp_path / "hf").exists()
-    if name in ("pegasus-separate-vocab", "rope"):  # the CLI: the same line, exit code 2, no traceback
+    if name == "rope":  # the CLI: the same line, exit code 2, no traceback
         result = runner.invoke(app, ["export", "--model", str(folder), "--format", "huggingface", "--out",
                                      str(tmp_path / "hf")])
         assert result.exit_code == 2 and words in result.output and "Traceback" not in result.output

@@ -186,7 +186,10 @@ def save_checkpoint(
             save_file(tensors, tmp / OPTIMIZER_FILE)
             (tmp / TRAINER_STATE_FILE).write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
         write_manifest(tmp)
-        for p in tmp.iterdir():
+        for p in sorted(tmp.rglob("*")):  # subfolders too (a Hugging Face start's target/tokenizer.json)
+            if p.is_dir():
+                _fsync_dir(p)
+                continue
             with open(p, "rb") as f:
                 os.fsync(f.fileno())
         if directory.exists():

@@ -9,11 +9,12 @@
                  with a tokenizer_config.json naming PreTrainedTokenizerFast and the special tokens, so
                  ``AutoTokenizer`` gives the same ids
     translation  (``rosetta.compress.hf_translation``) the same function as MarianMTModel (Post-LN; joint or
-                 separate vocabularies) or PegasusForConditionalGeneration (Pre-LN, Rosetta's default recipes; one
-                 joint vocabulary), for ``AutoModelForSeq2SeqLM``: zero biases where ours has none, the residual
-                 stream permuted when the model's sinusoid is interleaved (theirs is all sines, then all cosines);
-                 the run's tokenizer.json (target/tokenizer.json for a separate target vocabulary) framing a source
-                 as ``rosetta translate`` does (ids </s>), and a generation_config.json from the run's [decode]
+                 separate vocabularies) or PegasusForConditionalGeneration (Pre-LN, Rosetta's default recipes; a
+                 joint vocabulary, or separate ones concatenated into one: target ids + S), for
+                 ``AutoModelForSeq2SeqLM``: zero biases where ours has none, the residual stream permuted when the
+                 model's sinusoid is interleaved (theirs is all sines, then all cosines); the run's tokenizer.json
+                 (target/tokenizer.json for a separate target vocabulary) framing a source as ``rosetta translate``
+                 does (ids </s>), and a generation_config.json from the run's [decode]
 
 A model fine-tuned from a Hugging Face checkpoint (``[model] pretrained = DIR``: Marian, Pegasus, GPT-2, …) goes
 back to its checkpoint's family when that family has a way back (``config_to_hf``, ``weights_to_hf``), with the
@@ -22,9 +23,8 @@ checkpoint's own tokenizer files.
 Refused, with the reason: encoder classifiers (``REFUSED``: they read the mean of the tokens;
 BertForSequenceClassification reads a pooled [CLS]), and translation layouts neither Marian nor Pegasus computes
 (``hf_translation.REQUIRED``: rotary / relative / learned positions, RMSNorm, gated FFNs, copy_attention, pruned
-heads, …; and a Pre-LN model with separate vocabularies, since Pegasus has one shared token table), each in one
-line naming the flag. The directory is written beside OUT and renamed into place when complete; ``rosetta`` reads
-it back too (``rosetta.load(OUT)``, ``rosetta translate --model OUT``).
+heads, …), each in one line naming the flag. The directory is written beside OUT and renamed into place when
+complete; ``rosetta`` reads it back too (``rosetta.load(OUT)``, ``rosetta translate --model OUT``).
 """
 
 from __future__ import annotations

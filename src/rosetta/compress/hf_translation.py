@@ -5,8 +5,9 @@ reads, with tokenizer files ``AutoTokenizer`` reads and a generation_config.json
     norm_first = false (the paper's Post-LN)  →  Marian  (``rosetta.hub.marian``): any vocabularies, one joint or
                                                  separate source / target (share_encoder_decoder_embeddings,
                                                  decoder_vocab_size)
-    norm_first = true  (Pre-LN, final norms)  →  Pegasus (``rosetta.hub.pegasus``): ONE token table for both sides,
-                                                 so only share_embeddings = true
+    norm_first = true  (Pre-LN, final norms)  →  Pegasus (``rosetta.hub.pegasus``): one joint vocabulary as it is
+                                                 (model.shared); separate ones (share_embeddings = false, S source
+                                                 and T target tokens) as ONE concatenated vocabulary of S + T ids
 
 What changes on the way, none of it the function the model computes:
 
@@ -20,22 +21,30 @@ What changes on the way, none of it the function the model computes:
   input columns of every Linear that reads the stream (q/k/v, cross-attention q and k/v — the encoder's output is
   the stream too — FFN W1, the output layer), and the output rows and biases of every Linear that writes to it
   (attention out_proj, FFN W2). Attention heads and the FFN's hidden units are untouched.
+* separate vocabularies to Pegasus (which has one token table): source ids 0..S-1, target ids + S
+  (``pegasus.concatenated_tables``): untied encoder table [source; zeros], decoder table [zeros; target], lm_head
+  [zeros; output], final_logits_bias [-inf; output bias], so no source id is ever written and the target columns
+  (S..S+T-1) of the logits are ours; config.json's ``rosetta_source_vocab_size`` = S. The decoder's ids —
+  decoder_start / eos / pad, everything ``generate`` writes — are the target tokenizer's + S, and so are the ids
+  of target/tokenizer.json (``exported.shift_ids``); the source tokenizer.json keeps its own, and the encoder's
+  attention mask comes from it (pass it to ``generate``: config.json's pad_token_id is the target's <pad>, S,
+  which is what pads finished beams and what ``generate`` would look for in a source without a mask).
+  ``rosetta.load`` reads the directory back as the separate-vocabulary Transformer (untied).
 
 Refused in one line naming the flag (``REQUIRED``): what neither class computes — rotary / relative / learned
 positions or none (Pegasus's position table is a fixed sinusoid that transformers recomputes whenever it is
 missing or resized, not a weight a learned table could live in), RMSNorm, another LayerNorm ε, gated FFNs
 (swiglu / geglu), unscaled attention, T5's scaled output, embedding LayerNorms, token types, pruned heads
-(heads_per_layer), other head sizes (d_k / d_v), the pointer-generator (copy_attention), and a Pre-LN model with
-separate vocabularies (Pegasus has one shared table: train with ``[tokenizer] joint = true`` and
-``[model] share_embeddings = true``, or export --format onnx / ctranslate2, which take any of these).
+(heads_per_layer), other head sizes (d_k / d_v) and the pointer-generator (copy_attention); export
+--format onnx / ctranslate2 take any of these.
 
 generation_config.json (``generation_config``), from the run's [decode] options: num_beams = beam, length_penalty
 = α, max_length = 1 (the start token) + the run's max_len, or the limit its max_len_ratio / max_len_offset give the
 longest source the model reads (``generate`` has one limit, not one per source length); forced_eos_token_id null
 (Rosetta's search ends an output at its limit as it is, without forcing </s>), bad_words_ids the <pad> and <s> that
-Rosetta's search never produces, decoder_start_token_id <s>. Hugging Face scores a finished beam log P / |Y|^α,
-Rosetta's own runs use GNMT's ((5 + |Y|) / 6)^α: the exported directory, in ``generate`` and in
-``rosetta translate --model DIR`` alike, decodes by Hugging Face's rule.
+Rosetta's search never produces, decoder_start_token_id <s> (each + S for a concatenated vocabulary). Hugging Face
+scores a finished beam log P / |Y|^α, Rosetta's own runs use GNMT's ((5 + |Y|) / 6)^α: the exported directory, in
+``generate`` and in ``rosetta translate --model DIR`` alike, decodes by Hugging Face's rule.
 """
 
 from __future__ import annotations
@@ -68,8 +77,6 @@ REQUIRED: tuple[tuple[str, Any, str], ...] = (
     ("heads_per_layer", None, "every attention of theirs has n_heads heads"),
 )
 ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "silu": "silu", "gelu_tanh": "gelu_pytorch_tanh"}  # exact ones
-SHARED_TABLE = ("Pegasus (transformers' Pre-LN encoder–decoder) has ONE token table for source and target; train "
-                "with a joint vocabulary ([tokenizer] joint = true, [model] share_embeddings = true), or")
 
 
 def refusal(config: ModelConfig) -> str | None:
@@ -83,8 +90,6 @@ def refusal(config: ModelConfig) -> str | None:
     if config.head_dim_k * config.n_heads != config.d_model or config.head_dim_v != config.head_dim_k:
         return (f"d_k={config.d_k}, d_v={config.d_v}: Marian's and Pegasus's heads are d_model / n_heads wide; "
                 f"{ELSEWHERE}")
-    if config.norm_first and not config.share_embeddings:
-        return f"norm_first=True with share_embeddings=False: {SHARED_TABLE} {ELSEWHERE}"
     return None
 
 
@@ -148,12 +153,14 @@ def hf_state(state: dict[str, torch.Tensor], config: ModelConfig, target: ModelC
     return {name: t.contiguous() for name, t in out.items()}
 
 
-def generation_config(config: ModelConfig, decode: DecodeOptions) -> dict[str, Any]:
-    """generation_config.json for ``generate`` from the run's [decode] options (module docstring)."""
+def generation_config(config: ModelConfig, decode: DecodeOptions, offset: int = 0) -> dict[str, Any]:
+    """generation_config.json for ``generate`` from the run's [decode] options (module docstring); the decoder's
+    ids + ``offset`` (S of a concatenated vocabulary)."""
     positions = max_positions(config)
     limit = decode.max_len or int(decode.max_len_ratio * (max_source_tokens(positions) + 1)) + decode.max_len_offset
-    banned = [[config.pad_id]] + ([[config.bos_id]] if config.bos_id not in (config.pad_id, config.eos_id) else [])
-    gen = {"decoder_start_token_id": config.bos_id, "eos_token_id": config.eos_id, "pad_token_id": config.pad_id,
+    pad, bos, eos = config.pad_id + offset, config.bos_id + offset, config.eos_id + offset
+    banned = [[pad]] + ([[bos]] if bos not in (pad, eos) else [])
+    gen = {"decoder_start_token_id": bos, "eos_token_id": eos, "pad_token_id": pad,
            "forced_eos_token_id": None, "bad_words_ids": banned, "num_beams": decode.beam,
            "length_penalty": decode.length_penalty, "max_length": max(1, min(limit, positions)) + 1,
            "early_stopping": False}
@@ -175,6 +182,7 @@ def export_translation(loaded, out: Path) -> None:
 
     from rosetta.decode.folder import decode_options, model_config
     from rosetta.hub.exported import write_tokenizers
+    from rosetta.hub.pegasus import SOURCE_VOCAB_KEY
     from rosetta.hub.registry import hf_family
     from rosetta.models.pretrained import WEIGHTS_FILE
 
@@ -192,5 +200,6 @@ def export_translation(loaded, out: Path) -> None:
     _write_json(out / ckpt.CONFIG_FILE, hf)
     save_file(spec.weights_to_hf(hf_state(model.state_dict(), config, target), target), str(out / WEIGHTS_FILE),
               metadata={"format": "pt"})
-    write_tokenizers(out, loaded.tokenizer, loaded.target_tokenizer, target)
-    _write_json(out / "generation_config.json", generation_config(target, decode_options(path, loaded.info)))
+    offset = hf.get(SOURCE_VOCAB_KEY, 0)  # Pegasus with separate vocabularies: the target's ids start at S
+    write_tokenizers(out, loaded.tokenizer, loaded.target_tokenizer, target, target_offset=offset)
+    _write_json(out / "generation_config.json", generation_config(target, decode_options(path, loaded.info), offset))
