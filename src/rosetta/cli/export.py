@@ -21,7 +21,8 @@ def export(
     fmt: str = typer.Option(..., "--format", help="onnx (ONNX Runtime), ctranslate2, or huggingface (a ViT as "
                                                   "ViTForImageClassification, an LM as GPT-2, a translation model "
                                                   "as Marian (Post-LN) or Pegasus (Pre-LN; separate vocabularies "
-                                                  "concatenated into one))."),
+                                                  "concatenated into one), an encoder as BERT / RoBERTa / DistilBERT "
+                                                  "with its head)."),
     out: Path = typer.Option(..., "--out", help="New directory for the exported model."),
     int8: bool = typer.Option(False, "--int8", help="int8 weights (ONNX: dynamic quantisation; CTranslate2: int8)."),
     quantization: str = typer.Option(None, "--quantization",

@@ -15,16 +15,25 @@
                  model's sinusoid is interleaved (theirs is all sines, then all cosines); the run's tokenizer.json
                  (target/tokenizer.json for a separate target vocabulary) framing a source as ``rosetta translate``
                  does (ids </s>), and a generation_config.json from the run's [decode]
+    encoder      (``rosetta.compress.hf_encoder``) BERT, RoBERTa (positions from pad + 1) or DistilBERT (no token
+                 types) by the layout, the class by the head: a classifier read through BERT's [CLS] pooler →
+                 …ForSequenceClassification (id2label from the run's labels), the span head →
+                 …ForQuestionAnswering, the MLM head → …ForMaskedLM, none → …Model (``AutoModel``); the run's
+                 tokenizer.json with a tokenizer_config.json (BertTokenizerFast and a vocab.txt for BERT's
+                 WordPiece pipeline, else PreTrainedTokenizerFast), so ``AutoTokenizer`` gives the same ids
 
 A model fine-tuned from a Hugging Face checkpoint (``[model] pretrained = DIR``: Marian, Pegasus, GPT-2, …) goes
 back to its checkpoint's family when that family has a way back (``config_to_hf``, ``weights_to_hf``), with the
-checkpoint's own tokenizer files.
+checkpoint's own tokenizer files; an encoder goes through its exporter (its head decides the class), which
+starts from the recorded config.json when there is one.
 
-Refused, with the reason: encoder classifiers (``REFUSED``: they read the mean of the tokens;
-BertForSequenceClassification reads a pooled [CLS]), and translation layouts neither Marian nor Pegasus computes
-(``hf_translation.REQUIRED``: rotary / relative / learned positions, RMSNorm, gated FFNs, copy_attention, pruned
-heads, …), each in one line naming the flag. The directory is written beside OUT and renamed into place when
-complete; ``rosetta`` reads it back too (``rosetta.load(OUT)``, ``rosetta translate --model OUT``).
+Refused, with the reason, in one line: an encoder classifier that reads the mean of its tokens (``REFUSED``:
+BertForSequenceClassification reads the pooled [CLS]; fine-tune with ``[model] pooler = true``), an encoder with
+two heads, encoder layouts BERT's blocks do not compute (``rosetta.hub.bert.check_layout``:
+Pre-LN, rotary / sinusoidal positions, RMSNorm, no biases, pruned heads, …), and translation layouts neither
+Marian nor Pegasus computes (``hf_translation.REQUIRED``: rotary / relative / learned positions, RMSNorm, gated
+FFNs, copy_attention, pruned heads, …), each naming the flag. The directory is written beside OUT and renamed
+into place when complete; ``rosetta`` reads it back too (``rosetta.load(OUT)``, ``rosetta translate --model OUT``).
 """
 
 from __future__ import annotations
@@ -36,13 +45,11 @@ from pathlib import Path
 from typing import Any
 
 from rosetta import checkpoint as ckpt
+from rosetta.compress.hf_encoder import REFUSED, export_encoder
 from rosetta.decode.loading import LoadedModel, load_any
 from rosetta.special_tokens import UNK
 
-REFUSED = {
-    "encoder": "a Rosetta encoder classifier reads the mean of its tokens and BertForSequenceClassification a "
-               "pooled [CLS]: there is no Hugging Face head for it",
-}
+__all__ = ["EXPORTERS", "REFUSED", "export_huggingface"]
 
 
 def _vit(loaded: LoadedModel, out: Path) -> None:
@@ -84,12 +91,13 @@ def _gpt2(loaded: LoadedModel, out: Path) -> None:
 
 def _way_back(loaded: LoadedModel):
     """The ``HFFamily`` a model fine-tuned from a Hugging Face checkpoint came from, when that family has a way
-    back (``config_to_hf`` and ``weights_to_hf``); None for any other model."""
+    back (``config_to_hf`` and ``weights_to_hf``); None for any other model, and for an encoder, whose head
+    decides the class (``export_encoder``)."""
     from rosetta.hub.registry import hf_family
     from rosetta.hub.runs import recorded
 
     record = recorded(loaded.info)
-    if not record:
+    if not record or loaded.family == "encoder":
         return None
     spec = hf_family(record.get("model_type"))
     return spec if spec.config_to_hf is not None and spec.weights_to_hf is not None else None
@@ -117,7 +125,7 @@ def _translation(loaded: LoadedModel, out: Path) -> None:
     export_translation(loaded, out)  # ValueError naming the flag when neither Marian nor Pegasus computes it
 
 
-EXPORTERS: dict[str, Any] = {"vit": _vit, "lm": _gpt2, "translation": _translation}
+EXPORTERS: dict[str, Any] = {"vit": _vit, "lm": _gpt2, "translation": _translation, "encoder": export_encoder}
 
 
 def export_huggingface(model_dir: str | Path, out: str | Path) -> Path:
@@ -130,8 +138,8 @@ def export_huggingface(model_dir: str | Path, out: str | Path) -> Path:
         raise ValueError(f"{model_dir} already is a Hugging Face directory")
     exporter = _recorded if _way_back(loaded) is not None else EXPORTERS.get(loaded.family)
     if exporter is None:
-        raise ValueError(f"{model_dir}: cannot export a {loaded.family!r} model to Hugging Face: "
-                         + REFUSED.get(loaded.family, "no Hugging Face counterpart"))
+        raise ValueError(f"{model_dir}: cannot export a {loaded.family!r} model to Hugging Face: it has no Hugging "
+                         "Face counterpart")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:

@@ -15,6 +15,10 @@ Heads (``DISTILBERT_HEADS``): ForSequenceClassification's pre_classifier + ReLU 
 ``pre_classifier`` flag), ForQuestionAnswering's qa_outputs (span head), ForMaskedLM's vocab_transform +
 activation + vocab_layer_norm + vocab_projector (``MLMHead``, tied to the word embeddings). With
 ``sinusoidal_pos_embds`` the sinusoid is stored in position_embeddings like a learned table, so it loads the same.
+
+The way back (``config_to_hf`` / ``weights_to_hf``): the maps above backwards, for an encoder in BERT's layout
+without token types or a pooler, LayerNorm ε 1e-12 (``bert.check_layout``); ``distilbert.`` before the encoder's
+names when the model has a head.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rosetta.hub.bert import check_architectures, encoder_with_heads, with_heads
+from rosetta.hub.bert import check_architectures, check_layout, encoder_with_heads, split_back, with_heads
 from rosetta.hub.registry import register_hf
 from rosetta.models.encoder import EncoderModel, bert_config
 from rosetta.models.pretrained import ACTIVATIONS, PretrainedError, load_tokenizer, rename_weights
@@ -76,9 +80,30 @@ def weight_map(n_layers: int) -> dict[str, list[str]]:
     return names
 
 
+def config_to_hf(config: ModelConfig) -> dict[str, Any]:
+    """An ``EncoderModel``'s ``ModelConfig`` in DistilBERT's layout → config.json (a dict) for DistilBertModel."""
+    activation = check_layout(config, "DistilBERT", position_offset=0, type_vocab_size=0, norm_eps=1e-12)
+    return {
+        "model_type": "distilbert", "architectures": ["DistilBertModel"], "vocab_size": config.src_vocab_size,
+        "dim": config.d_model, "n_layers": config.n_encoder_layers, "n_heads": config.n_heads,
+        "hidden_dim": config.d_ff, "activation": activation, "dropout": config.dropout,
+        "attention_dropout": config.attention_dropout, "seq_classif_dropout": config.dropout,
+        "qa_dropout": config.dropout, "max_position_embeddings": config.max_len, "pad_token_id": config.pad_id,
+        "sinusoidal_pos_embds": False, "initializer_range": config.init_std or 0.02, "tie_word_embeddings": True,
+    }
+
+
+def weights_to_hf(state, config: ModelConfig):
+    """``EncoderModel`` state dict → DistilBertModel / DistilBert…For… tensors (a pooler has no counterpart)."""
+    prefix = "distilbert." if any(k.startswith(("classifier.", "qa_outputs.", "mlm.")) for k in state) else ""
+    return split_back(state, weight_map(config.n_encoder_layers), DISTILBERT_HEADS, prefix, "DistilBERT")
+
+
 @register_hf("distilbert", family="encoder")
 class DistilBert:
     config_from_hf = staticmethod(config_from_hf)
+    config_to_hf = staticmethod(config_to_hf)
+    weights_to_hf = staticmethod(weights_to_hf)
 
     @staticmethod
     def build(config: ModelConfig, hf: dict[str, Any], names: set[str]) -> EncoderModel:

@@ -17,6 +17,9 @@ RoBERTa (Liu et al. 2019) is BERT's architecture trained differently; what diffe
 
   RoBERTa's classification head is dense → tanh → out_proj on the <s> vector, which is BERT's pooler followed
   by its classifier: the same blocks, other names.
+
+The way back (``config_to_hf`` / ``weights_to_hf``): BERT's (``rosetta.hub.bert``) with ``model_type: roberta``, the
+encoder under ``roberta.`` and the heads renamed as above, for an encoder whose positions start at pad_token_id + 1.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rosetta.hub import bert
 from rosetta.hub.bert import BERT_HEADS, check_architectures, encoder_with_heads, with_heads
 from rosetta.hub.registry import register_hf
 from rosetta.models.encoder import EncoderModel
@@ -63,9 +67,34 @@ def roberta_config(hf: dict[str, Any]) -> ModelConfig:
     return config.replace(position_offset=pad + 1)
 
 
+def config_to_hf(config: ModelConfig) -> dict[str, Any]:
+    """An ``EncoderModel``'s ``ModelConfig`` in RoBERTa's layout (BERT's, positions from pad + 1) → config.json."""
+    hf = bert.bert_hf_config(config, "RoBERTa", position_offset=config.pad_id + 1)
+    return {**hf, "model_type": "roberta", "architectures": ["RobertaModel"]}
+
+
+def weights_to_hf(state, config: ModelConfig):
+    """``EncoderModel`` state dict → RobertaModel / Roberta…For… tensors: BERT's names, then ``TO_BERT`` backwards."""
+    classifier = "classifier.weight" in state
+    tensors = {}
+    for name, tensor in bert.weights_to_hf(state, config).items():
+        name = "lm_head.bias" if name == "cls.predictions.bias" else name
+        if classifier and name.startswith("bert.pooler.dense."):  # dense → tanh → out_proj: the pooler
+            name = "classifier.dense." + name.removeprefix("bert.pooler.dense.")
+        elif name.startswith("classifier."):
+            name = "classifier.out_proj." + name.removeprefix("classifier.")
+        for roberta, bert_name in TO_BERT.items():
+            if bert_name.startswith("cls.") and name.startswith(bert_name):
+                name = roberta + name.removeprefix(bert_name)
+        tensors[name.replace("bert.", "roberta.", 1) if name.startswith("bert.") else name] = tensor
+    return tensors
+
+
 @register_hf("roberta", family="encoder")
 class Roberta:
     config_from_hf = staticmethod(roberta_config)
+    config_to_hf = staticmethod(config_to_hf)
+    weights_to_hf = staticmethod(weights_to_hf)
 
     @staticmethod
     def build(config: ModelConfig, hf: dict[str, Any], names: set[str]) -> EncoderModel:

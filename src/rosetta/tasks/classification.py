@@ -3,6 +3,10 @@
     sentence ─ tokenizer ─ [CLS] … [SEP] (or <s> … </s>) ids (B, T) ─ EncoderModel ─ hidden (B, T, D)
              ─ mean over real tokens (B, D) ─ Linear ─ logits (B, labels) ─ cross-entropy;  metric: accuracy
 
+``[model] pooler = true`` reads tanh(W h_[CLS]) instead of the mean (BERT's pooler, the checkpoint's own when it
+has one): BertForSequenceClassification's head, so ``rosetta export --format huggingface`` can write the model
+as one (a mean-pooled classifier has no Hugging Face head).
+
 Two starting points, one architecture:
 
 * ``[model] pretrained = "all-MiniLM-L6-v2"`` (or any Hugging Face BERT directory), or a Rosetta encoder run
@@ -80,7 +84,7 @@ class ClassificationTask:
             self.tokenizer = self._own_tokenizer([s for s, _ in train], run_dir, resume)
             sizes = preset_sizes(m.preset, "n_encoder_layers")
             config = bert_config(self.tokenizer.vocab_size, **{"max_len": d.max_length, **sizes, **m.overrides})
-            self.model = EncoderModel(config, num_labels=self.num_labels)
+            self.model = EncoderModel(config, num_labels=self.num_labels, pooler=m.pooler)
         self.config = self.model.config
         self.train_examples = self._encode(train)
         self.valid_examples = self._encode(valid)
@@ -88,8 +92,9 @@ class ClassificationTask:
 
     def _from_pretrained(self, load_weights: bool) -> EncoderModel:
         """The pretrained encoder's architecture (and weights) with a fresh head reading the mean of the tokens
-        (all-MiniLM-L6-v2 was trained with mean pooling; BERT's [CLS] pooler is not used). A Hugging Face
-        directory or a Rosetta encoder run, read as the QA task reads them (``rosetta.tasks.qa.load_base``)."""
+        (all-MiniLM-L6-v2 was trained with mean pooling), or with ``[model] pooler`` BERT's [CLS] pooler (the
+        checkpoint's weights when it has one, e.g. RoBERTa's classifier.dense). A Hugging Face directory or a
+        Rosetta encoder run, read as the QA task reads them (``rosetta.tasks.qa.load_base``)."""
         from rosetta.tasks.qa import HEADS, load_base
 
         base, self.tokenizer, facts = load_base(self.pretrained)
@@ -97,11 +102,14 @@ class ClassificationTask:
         if self.tokenizer_kind == "pretrained":  # Hugging Face: truncate at data.max_length
             self.tokenizer.enable_truncation(self.recipe.data.max_length)
         config = base.config.replace(**self.recipe.model.overrides)  # e.g. dropout
-        model = EncoderModel(config, num_labels=self.num_labels)
+        pooler = self.recipe.model.pooler
+        model = EncoderModel(config, num_labels=self.num_labels, pooler=pooler)
         if load_weights:
-            encoder = {k: v for k, v in base.state_dict().items() if not k.startswith(HEADS)}
+            keep = ("pooler.",) if pooler else ()
+            encoder = {k: v for k, v in base.state_dict().items() if k.startswith(keep) or not k.startswith(HEADS)}
             missing, unexpected = model.load_state_dict(encoder, strict=False)
-            if unexpected or set(missing) != {"classifier.weight", "classifier.bias"}:
+            fresh = {f"{m}.{p}" for m in ("classifier", "pooler") for p in ("weight", "bias")}
+            if unexpected or not {"classifier.weight", "classifier.bias"} <= set(missing) <= fresh:
                 raise RuntimeError(f"pretrained weights do not fit: missing {missing}, unexpected {unexpected}")
         return model
 
@@ -170,7 +178,7 @@ class ClassificationTask:
         names = names or [str(i) for i in range(self.num_labels)]
         return {"family": "encoder", "task": "classification", "model": self.config.to_dict(),
                 "num_labels": self.num_labels,
-                "pooler": False, "labels": names, "tokenizer": self.tokenizer_kind,
+                "pooler": self.model.pooler is not None, "labels": names, "tokenizer": self.tokenizer_kind,
                 "pretrained": str(self.recipe.model.pretrained) if self.pretrained else None,
                 "pretrained_weights": bool(self.pretrained and self.recipe.model.load_weights),
                 "corpus": d.corpus, "max_length": d.max_length}

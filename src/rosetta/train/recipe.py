@@ -60,6 +60,8 @@ class ModelSection:
     overrides: dict[str, Any] = field(default_factory=dict)  # any ModelConfig field
     pretrained: str | None = None  # a Hugging Face BERT directory (or "all-MiniLM-L6-v2") for encoder fine-tuning
     load_weights: bool = True  # False: the pretrained architecture and tokenizer, fresh weights (from scratch)
+    pooler: bool = False  # classification: the head reads BERT's pooler tanh(W h_[CLS]) (the checkpoint's, if it has
+    #                       one), as BertForSequenceClassification, instead of the mean of the tokens
     cross_init: str = "self"  # BERT2BERT's new cross-attention: "self" (a copy of self-attention) | "random"
     generator_fraction: float = 0.25  # ELECTRA: the generator's d_model, n_heads, d_ff as a share of the model's
 
