@@ -231,3 +231,19 @@ def roberta_directory(root, name, seed=0, **extra):
             p.add_(torch.randn_like(p) * 0.05)
     hf.save_pretrained(root)
     return root, hf
+
+
+def save_wordpiece_tokenizer(directory: Path, vocab: list[str], specials: list[str]) -> None:
+    """BERT's WordPiece pipeline built with ``tokenizers`` over ``vocab`` ([CLS] at 2, [SEP] at 3) as tokenizer.json,
+    and vocab.txt (what BertTokenizer, the reference, reads)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tok.decoder = decoders.WordPiece()
+    tok.add_special_tokens(specials)
+    tok.save(str(Path(directory) / "tokenizer.json"))
+    (Path(directory) / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")

@@ -13,7 +13,7 @@ import json
 
 import pytest
 import torch
-from hf_dirs import cli, runner, twin
+from hf_dirs import cli, runner, save_wordpiece_tokenizer, twin
 
 from rosetta.checkpoint import CheckpointError
 from rosetta.cli import app
@@ -40,17 +40,7 @@ DISTILBERT = dict(vocab_size=len(VOCAB), dim=32, n_layers=2, n_heads=4, hidden_d
 
 def save_tokenizer(directory) -> None:
     """tokenizer.json (BERT's WordPiece pipeline, built with ``tokenizers``) and vocab.txt (for the reference)."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-
-    tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(VOCAB)}, unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    tok.decoder = decoders.WordPiece()
-    tok.add_special_tokens(SPECIALS)
-    tok.save(str(directory / "tokenizer.json"))
-    (directory / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
+    save_wordpiece_tokenizer(directory, VOCAB, SPECIALS)
 
 
 def make_dir(root, cls, seed=0, **config):

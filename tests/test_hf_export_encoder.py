@@ -13,7 +13,7 @@ import json
 
 import pytest
 import torch
-from hf_dirs import ROBERTA_CORPUS, roberta_directory, runner, twin
+from hf_dirs import ROBERTA_CORPUS, roberta_directory, runner, save_wordpiece_tokenizer, twin
 
 import rosetta
 from rosetta import checkpoint as ckpt
@@ -44,9 +44,6 @@ BERT = dict(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_atte
 
 def bert_directory(root, cls, seed=0, **config):
     """A random ``cls`` (every parameter perturbed) with BERT's tokenizer files (tokenizer.json, vocab.txt)."""
-    from tokenizers import Tokenizer as HFTokenizer
-    from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
-
     root.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     hf = getattr(transformers, cls)(transformers.BertConfig(**BERT, **config)).eval()
@@ -54,15 +51,7 @@ def bert_directory(root, cls, seed=0, **config):
         for p in hf.parameters():
             p.add_(torch.randn_like(p) * 0.05)
     hf.save_pretrained(root)
-    tok = HFTokenizer(models.WordPiece({t: i for i, t in enumerate(VOCAB)}, unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    tok.decoder = decoders.WordPiece()
-    tok.add_special_tokens(SPECIALS)
-    tok.save(str(root / "tokenizer.json"))
-    (root / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
+    save_wordpiece_tokenizer(root, VOCAB, SPECIALS)
     return root
 
 
