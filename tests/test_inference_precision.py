@@ -161,38 +161,45 @@ def test_kept_memory_serves_blocks_above_32_mib_without_page_faults():
 
 
 @pytest.mark.parametrize("bias", [True, False])
-def test_packed_fp32_linear_is_the_linear_it_replaces(bias):
+@pytest.mark.parametrize("size, transposed", [((48, 301), False), ((48, 301), True), ((512, 1100), False)])
+def test_packed_fp32_linear_is_the_linear_it_replaces(bias, size, transposed):
     """``PackedLinear`` in fp32 (what fp32 decoding on a CPU runs): x Wᵀ + b within 1e-5 of float64 at 1, 4 and
-    64 rows and in 3-D; nn.Linear's parameters (the same tensors), state dict and gradients; a weight changed in
-    place is packed again; a deep copy works and computes the same."""
+    64 rows and in 3-D — each of its one-row paths (plain for a small W, Wᵀ for the output layer, packed for a large
+    W); nn.Linear's parameters (the same tensors), state dict and gradients; a weight changed in place is packed
+    (and transposed) again; a deep copy works and computes the same."""
     assert precision.onednn_packs(torch.float32), "oneDNN packs fp32 weights on every x86-64 CPU PyTorch supports"
     torch.manual_seed(0)
-    linear = nn.Linear(48, 301, bias=bias)
-    layer = precision.PackedLinear(linear)
+    n_in, n_out = size
+    linear = nn.Linear(n_in, n_out, bias=bias)
+    layer = precision.PackedLinear(linear, one_row_transposed=transposed)
     assert layer.weight is linear.weight and isinstance(layer, nn.Linear)
 
     def want(x, lin=linear):
         return F.linear(x.double(), lin.weight.double(), None if lin.bias is None else lin.bias.double())
 
     with torch.inference_mode():
-        for shape in ((1, 48), (4, 48), (64, 48), (3, 5, 48)):
+        for shape in ((1, n_in), (1, 1, n_in), (4, n_in), (64, n_in), (3, 5, n_in)):
             x = torch.randn(*shape)
             got = layer(x)
-            assert got.shape == (*shape[:-1], 301)
+            assert got.shape == (*shape[:-1], n_out)
             torch.testing.assert_close(got.double(), want(x), atol=1e-5, rtol=0)
     assert layer.state_dict().keys() == linear.state_dict().keys()
-    x = torch.randn(2, 48, requires_grad=True)  # gradients: plain F.linear
-    layer(x).sum().backward()
-    torch.testing.assert_close(x.grad, linear.weight.sum(0).expand(2, 48))
+    for rows in (1, 2):  # gradients: plain F.linear
+        x = torch.randn(rows, n_in, requires_grad=True)
+        layer(x).sum().backward()
+        torch.testing.assert_close(x.grad, linear.weight.sum(0).expand(rows, n_in))
     with torch.no_grad():
-        linear.weight.mul_(-1)  # in place: the packed copy is stale and made again
-        x = torch.randn(4, 48)
-        torch.testing.assert_close(layer(x).double(), want(x), atol=1e-5, rtol=0)
+        linear.weight.mul_(-1)  # in place: the packed (and transposed) copies are stale and made again
+        for rows in (1, 4):
+            x = torch.randn(rows, n_in)
+            torch.testing.assert_close(layer(x).double(), want(x), atol=1e-5, rtol=0)
     twin = copy.deepcopy(layer)
     with torch.no_grad():
-        torch.testing.assert_close(twin(x), layer(x), atol=0, rtol=0)
-        twin.weight[0, 0] += 1.0  # sensitivity: a changed twin no longer agrees
-        assert not torch.allclose(twin(x), layer(x), atol=1e-5)
+        xs = (torch.randn(1, n_in), torch.randn(4, n_in))
+        for x in xs:
+            torch.testing.assert_close(twin(x), layer(x), atol=0, rtol=0)
+        twin.weight[0, :] += 1.0  # sensitivity: a changed twin no longer agrees, at one row or four
+        assert not any(torch.allclose(twin(x), layer(x), atol=1e-5) for x in xs)
 
 
 def test_fp32_decoding_packs_the_decoder_and_output_and_decodes_the_same():

@@ -55,11 +55,18 @@ class PackedLinear(nn.Linear):
     counter); calls that record gradients, run off the CPU, in another dtype, or under tracing / ONNX export take
     plain ``F.linear``. Copies (``copy.deepcopy``, pickling) leave the packed copy behind: oneDNN's opaque tensor
     has no storage to copy. The price is memory: W is held twice.
+
+    One row in fp32 (greedy decoding of one sentence) is the exception: there oneDNN's fixed cost per call outweighs
+    the layout for matrices under ``PLAIN_ONE_ROW_MAX`` elements, which take plain ``F.linear`` (the ``small``
+    model's decoder, d 256: a greedy step 3.9 ms packed, 2.9 plain; opus-mt's 512 × 2048 gains packed), and a
+    layer made with ``one_row_transposed`` (the output layer) multiplies by a contiguous Wᵀ, the fastest layout at one
+    row (65,001 × 512: 11.2 ms with W, 6.4 packed, 5.6 with Wᵀ) — a third copy of W, kept for the output layer only.
     """
 
     ROWS_HINT = 64  # oneDNN picks its blocking for about this many rows; 64 measured best from 1 to 256
+    PLAIN_ONE_ROW_MAX = 512 * 1024  # fp32 weights below this many elements: plain F.linear at one row
 
-    def __init__(self, linear: nn.Linear):
+    def __init__(self, linear: nn.Linear, one_row_transposed: bool = False):
         nn.Module.__init__(self)
         if linear.weight.dtype == torch.bfloat16 and not onednn_packs(torch.bfloat16):
             raise RuntimeError("packed bf16 weights need oneDNN and a CPU with AVX-512 (BW, VL, DQ) or "
@@ -67,8 +74,15 @@ class PackedLinear(nn.Linear):
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.weight, self.bias = linear.weight, linear.bias  # the same Parameters: nothing copied
         self._packed, self._packed_key = None, None
+        self.one_row_transposed = one_row_transposed and linear.weight.dtype == torch.float32
+        # fp32, one row, small W: plain F.linear (right in any context: gradients, tracing), decided per call first
+        self._plain_one_row = (linear.weight.dtype == torch.float32 and not self.one_row_transposed
+                               and linear.weight.numel() < self.PLAIN_ONE_ROW_MAX)
+        self._transposed, self._transposed_key = None, None
         with torch.no_grad():
             self.packed_weight()  # now rather than in the first request
+            if self.one_row_transposed:
+                self.transposed_weight()
 
     def packed_weight(self) -> torch.Tensor:
         """W in oneDNN's layout (opaque), packed again if ``weight`` changed since the last call."""
@@ -78,17 +92,32 @@ class PackedLinear(nn.Linear):
             self._packed_key = key
         return self._packed
 
+    def transposed_weight(self) -> torch.Tensor:
+        """Wᵀ (in, out), contiguous, made again if ``weight`` changed since the last call."""
+        key = (self.weight.data_ptr(), self.weight._version)
+        if self._transposed is None or self._transposed_key != key:
+            self._transposed = self.weight.detach().t().contiguous()
+            self._transposed_key = key
+        return self._transposed
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (…, in) → (…, out)
+        if self._plain_one_row and x.numel() == self.in_features and x.dtype == torch.float32:
+            return F.linear(x, self.weight, self.bias)
         plain = (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
                  or x.device.type != "cpu" or x.dtype != self.weight.dtype or not onednn_packs(x.dtype)
                  or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling())
         if plain:
             return F.linear(x, self.weight, self.bias)
         bias = None if self.bias is None else self.bias.detach()
+        if self.one_row_transposed and x.numel() == self.in_features and x.dtype == torch.float32:  # one row
+            row = x.reshape(1, self.in_features)
+            y = row @ self.transposed_weight() if bias is None else torch.addmm(bias, row, self.transposed_weight())
+            return y.view(*x.shape[:-1], self.out_features)
         return torch.ops.mkldnn._linear_pointwise(x, self.packed_weight(), bias, "none", [], "")
 
     def __getstate__(self):  # deepcopy and pickle: without the opaque packed copy (made again when needed)
-        return {**super().__getstate__(), "_packed": None, "_packed_key": None}
+        return {**super().__getstate__(), "_packed": None, "_packed_key": None, "_transposed": None,
+                "_transposed_key": None}
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, packed {str(self.weight.dtype).removeprefix('torch.')}"
@@ -198,7 +227,7 @@ def pack_decoding(model: nn.Module) -> nn.Module:
     if isinstance(decoder, nn.Module):
         pack_linears(decoder, torch.float32)
     if type(getattr(model, "output", None)) is nn.Linear and model.output.weight.dtype == torch.float32:
-        model.output = PackedLinear(model.output)
+        model.output = PackedLinear(model.output, one_row_transposed=True)
     return model
 
 
