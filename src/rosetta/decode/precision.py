@@ -219,8 +219,8 @@ def pack_decoding(model: nn.Module) -> nn.Module:
     """An fp32 model on a CPU, in place, as it decodes fastest: the Linear layers a decoding step runs (the
     ``decoder``'s and the ``output`` layer) packed (``PackedLinear``) where oneDNN packs fp32, else only the output
     layer transposed (``TransposedLinear``). The encoder, run once per batch on many rows, keeps plain layers: there
-    packing measured no faster. opus-mt-en-zh's shape (AVX2, 2 threads): 0.56-0.76 → 0.66-1.06× CTranslate2 float32
-    (RESULTS.md, issue 21)."""
+    packing measured no faster (1,664 rows: the same or slower). The numbers: RESULTS.md, issue 21 (opus-mt-en-zh's
+    shape against CTranslate2 float32)."""
     if not onednn_packs(torch.float32):
         return transpose_output(model)
     decoder = getattr(model, "decoder", None)
