@@ -22,10 +22,11 @@
                  tokenizer.json with a tokenizer_config.json (BertTokenizerFast and a vocab.txt for BERT's
                  WordPiece pipeline, else PreTrainedTokenizerFast), so ``AutoTokenizer`` gives the same ids
 
-A model fine-tuned from a Hugging Face checkpoint (``[model] pretrained = DIR``: Marian, Pegasus, GPT-2, …) goes
-back to its checkpoint's family when that family has a way back (``config_to_hf``, ``weights_to_hf``), with the
-checkpoint's own tokenizer files; an encoder goes through its exporter (its head decides the class), which
-starts from the recorded config.json when there is one.
+A model fine-tuned from a Hugging Face checkpoint (``[model] pretrained = DIR``: Marian, Pegasus, GPT-2, BART,
+T5 / mT5, …) goes back to its checkpoint's family when that family has a way back (``config_to_hf``,
+``weights_to_hf``; T5's are ``rosetta.models.t5.t5_config_to_hf`` / ``t5_weights_to_hf``: relative positions, RMSNorm
+and gated FFNs included), with the checkpoint's own tokenizer files (T5: spiece.model); an encoder goes through its
+exporter (its head decides the class), which starts from the recorded config.json when there is one.
 
 Refused, with the reason, in one line: an encoder classifier that reads the mean of its tokens (``REFUSED``:
 BertForSequenceClassification reads the pooled [CLS]; fine-tune with ``[model] pooler = true``), an encoder with

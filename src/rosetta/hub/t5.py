@@ -3,7 +3,9 @@
 The layout is flags on the shared blocks and its maps live with the model (``rosetta.models.t5``):
 ``t5_config_from_hf`` (relative position buckets, unscaled attention, RMSNorm Pre-LN, ReLU or gated GELU, tied
 and scaled or untied output, pad = decoder start) and ``t5_weights_from_hf`` (q, k, v fused; one relative-bias
-table per stack). What this module adds is the tokenizer and the registration:
+table per stack), and their inverses ``t5_config_to_hf`` / ``t5_weights_to_hf``, the way back of a model
+fine-tuned from a T5 directory (``rosetta export --format huggingface``). What this module adds is the
+tokenizer and the registration:
 
     spiece.model (SentencePiece)   →  ``SentencePieceVocabTokenizer`` numbering pieces by the model's own ids
                                       (pad 0, </s> 1, <unk> 2), source and target alike; a source ends with </s>
@@ -22,7 +24,7 @@ from typing import Any
 from rosetta.data.sentencepiece import SentencePieceVocabTokenizer
 from rosetta.hub.registry import register_hf
 from rosetta.models.pretrained import PretrainedError
-from rosetta.models.t5 import t5_config_from_hf, t5_weights_from_hf
+from rosetta.models.t5 import t5_config_from_hf, t5_config_to_hf, t5_weights_from_hf, t5_weights_to_hf
 from rosetta.models.transformer import Transformer
 from rosetta.nn.config import ModelConfig
 
@@ -63,6 +65,12 @@ def _register(model_type: str) -> None:
         @staticmethod
         def weights_from_hf(tensors, config: ModelConfig):
             return t5_weights_from_hf(tensors, config)
+
+        @staticmethod
+        def config_to_hf(config: ModelConfig) -> dict[str, Any]:
+            return t5_config_to_hf(config, model_type)
+
+        weights_to_hf = staticmethod(t5_weights_to_hf)
 
         @staticmethod
         def tokenizers(path: Path, hf: dict[str, Any]):

@@ -23,6 +23,9 @@ takes its ids, and the model then treats position 0 of a target as a real token 
 
 ``t5_config_from_hf`` and ``t5_weights_from_hf`` read a Hugging Face T5 config and state dict (nothing is
 downloaded here); tests/test_t5.py checks the result against ``transformers``' ``T5ForConditionalGeneration``.
+The way back, their exact inverses: ``t5_config_to_hf`` (a config.json ``T5ForConditionalGeneration`` reads; a
+flag T5 has no counterpart for is a one-line ValueError naming it) and ``t5_weights_to_hf`` (q, k, v split, each
+stack's relative bias on its block 0, ``lm_head.weight`` only when untied).
 """
 
 from __future__ import annotations
@@ -43,6 +46,11 @@ T5_LAYOUT: dict[str, Any] = dict(
 
 # Hugging Face ``feed_forward_proj`` → Rosetta activation ("gated-gelu" is T5 v1.1's tanh-GELU gate).
 FEED_FORWARD = {"relu": "relu", "gelu": "gelu", "gated-gelu": "geglu", "gated-silu": "swiglu"}
+# Flags the way back needs at exactly these values (T5's blocks have no other; ``t5_config_to_hf``).
+FIXED: dict[str, Any] = {**{k: T5_LAYOUT[k] for k in ("positional", "scale_attention", "norm", "norm_first", "bias",
+                                                      "scale_embeddings", "embedding_norm", "type_vocab_size",
+                                                      "share_embeddings")},
+                         "heads_per_layer": None, "copy_attention": False, "output_bias": False, "position_offset": 0}
 
 
 def t5_config(vocab_size: int, **overrides: Any) -> ModelConfig:
@@ -119,3 +127,73 @@ def t5_weights_from_hf(state: Mapping[str, torch.Tensor], config: ModelConfig) -
                 ours[f"{me}.feed_forward.{mine}.weight"] = state[f"{hf}.{ff}.DenseReluDense.{theirs}.weight"]
             ours[f"{me}.feed_forward_norm.weight"] = state[f"{hf}.{ff}.layer_norm.weight"]
     return ours
+
+
+def t5_config_to_hf(config: ModelConfig, model_type: str = "t5") -> dict[str, Any]:
+    """A ``ModelConfig`` in T5's layout → a config.json (a dict) ``T5ForConditionalGeneration`` reads: the inverse
+    of ``t5_config_from_hf``. A flag T5 has no counterpart for is a ValueError naming it, in one line.
+
+    ``tie_word_embeddings`` and ``scale_decoder_outputs`` are both written, so transformers 4 (which reads the
+    first) and ≥ 5 (which keeps the second and ties the head unless ``lm_head.weight`` differs) agree."""
+    for name, value in FIXED.items():
+        if getattr(config, name) != value:
+            raise ValueError(f"T5 has no counterpart for {name}={getattr(config, name)!r} (it needs {value!r})")
+    projection = next((hf for hf, ours in FEED_FORWARD.items() if ours == config.activation), None)
+    if projection is None:
+        raise ValueError(f"T5 has no counterpart for activation={config.activation!r} (feed_forward_proj: "
+                         f"{', '.join(sorted(set(FEED_FORWARD.values())))})")
+    if config.src_vocab_size != config.tgt_vocab_size:
+        raise ValueError(f"T5 has one vocabulary, not src_vocab_size={config.src_vocab_size} and "
+                         f"tgt_vocab_size={config.tgt_vocab_size}")
+    if config.head_dim_k != config.head_dim_v:
+        raise ValueError(f"T5 has one head size d_kv, not d_k={config.head_dim_k} and d_v={config.head_dim_v}")
+    if config.scale_decoder_output != config.tie_output:
+        raise ValueError(f"T5 scales the decoder output exactly when the head is tied, not "
+                         f"scale_decoder_output={config.scale_decoder_output} with tie_output={config.tie_output}")
+    gated, act = projection.startswith("gated-"), projection.split("-")[-1]
+    return {
+        "model_type": model_type,
+        "architectures": ["MT5ForConditionalGeneration" if model_type == "mt5" else "T5ForConditionalGeneration"],
+        "is_encoder_decoder": True, "vocab_size": config.tgt_vocab_size, "d_model": config.d_model,
+        "d_kv": config.head_dim_k, "d_ff": config.d_ff, "num_layers": config.n_encoder_layers,
+        "num_decoder_layers": config.n_decoder_layers, "num_heads": config.n_heads,
+        "relative_attention_num_buckets": config.relative_buckets,
+        "relative_attention_max_distance": config.relative_max_distance, "dropout_rate": config.dropout,
+        "layer_norm_epsilon": config.norm_eps, "feed_forward_proj": projection,
+        "dense_act_fn": "gelu_new" if projection == "gated-gelu" else act, "is_gated_act": gated,
+        "tie_word_embeddings": config.tie_output, "scale_decoder_outputs": config.scale_decoder_output,
+        "pad_token_id": config.pad_id, "eos_token_id": config.eos_id, "decoder_start_token_id": config.bos_id,
+    }
+
+
+def t5_weights_to_hf(state: Mapping[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
+    """The state dict of ``Transformer(config)`` in T5's layout → the tensors of a ``T5ForConditionalGeneration``
+    model.safetensors: the inverse of ``t5_weights_from_hf`` (fused projections split in equal parts, the relative
+    bias tables on block 0 of each stack; a tied head left out, as transformers saves it)."""
+    hf: dict[str, torch.Tensor] = {"shared.weight": state["src_embed.token.weight"]}
+    if not config.tie_output:
+        hf["lm_head.weight"] = state["output.weight"]
+    ff_in = {"w1": "wi_0", "w3": "wi_1"} if config.activation in ("geglu", "swiglu") else {"w1": "wi"}
+    for stack, n_layers in (("encoder", config.n_encoder_layers), ("decoder", config.n_decoder_layers)):
+        hf[f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"] = state[
+            f"{stack}.relative_bias.table.weight"]
+        hf[f"{stack}.final_layer_norm.weight"] = state[f"{stack}.final_norm.weight"]
+        for i in range(n_layers):
+            block, me = f"{stack}.block.{i}.layer", f"{stack}.layers.{i}"
+            attn = f"{block}.0.SelfAttention"
+            for part, piece in zip("qkv", state[f"{me}.self_attn.qkv_proj.weight"].chunk(3)):
+                hf[f"{attn}.{part}.weight"] = piece
+            hf[f"{attn}.o.weight"] = state[f"{me}.self_attn.out_proj.weight"]
+            hf[f"{block}.0.layer_norm.weight"] = state[f"{me}.self_attn_norm.weight"]
+            ff = 1
+            if stack == "decoder":
+                cross = f"{block}.1.EncDecAttention"
+                hf[f"{cross}.q.weight"] = state[f"{me}.cross_attn.q_proj.weight"]
+                hf[f"{cross}.k.weight"], hf[f"{cross}.v.weight"] = state[f"{me}.cross_attn.kv_proj.weight"].chunk(2)
+                hf[f"{cross}.o.weight"] = state[f"{me}.cross_attn.out_proj.weight"]
+                hf[f"{block}.1.layer_norm.weight"] = state[f"{me}.cross_attn_norm.weight"]
+                ff = 2
+            for mine, theirs in {**ff_in, "w2": "wo"}.items():
+                hf[f"{block}.{ff}.DenseReluDense.{theirs}.weight"] = state[f"{me}.feed_forward.{mine}.weight"]
+            hf[f"{block}.{ff}.layer_norm.weight"] = state[f"{me}.feed_forward_norm.weight"]
+    return {k: v.detach().clone().contiguous() for k, v in hf.items()}
