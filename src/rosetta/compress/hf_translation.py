@@ -58,6 +58,7 @@ import torch
 from rosetta import checkpoint as ckpt
 from rosetta.decode.defaults import DecodeOptions, max_source_tokens
 from rosetta.decode.search import max_positions
+from rosetta.hub.marian import ACTIVATION_NAMES
 from rosetta.models.transformer import Transformer
 from rosetta.nn.config import ModelConfig
 
@@ -76,7 +77,7 @@ REQUIRED: tuple[tuple[str, Any, str], ...] = (
     ("scale_decoder_output", False, "neither scales the decoder output before the output layer"),
     ("heads_per_layer", None, "every attention of theirs has n_heads heads"),
 )
-ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "silu": "silu", "gelu_tanh": "gelu_pytorch_tanh"}  # exact ones
+ACTIVATIONS = ACTIVATION_NAMES  # the ones transformers computes exactly as we do, by the names it reads
 
 
 def refusal(config: ModelConfig) -> str | None:
@@ -180,25 +181,21 @@ def export_translation(loaded, out: Path) -> None:
     Pegasus directory (module docstring)."""
     from safetensors.torch import save_file
 
-    from rosetta.decode.folder import decode_options, model_config
+    from rosetta.decode.folder import decode_options
     from rosetta.hub.exported import write_tokenizers
     from rosetta.hub.pegasus import SOURCE_VOCAB_KEY
     from rosetta.hub.registry import hf_family
     from rosetta.models.pretrained import WEIGHTS_FILE
 
-    path = Path(loaded.info["path"])
-    config = model_config(path, loaded.info)
+    path, config = Path(loaded.info["path"]), loaded.model.config
     try:
         model_type, target = hf_config(config)
     except ValueError as e:
         raise ValueError(f"{path}: cannot export this translation model to Hugging Face: {e}") from None
-    model = Transformer(config)  # fresh: the loaded one may be prepared for decoding (packed layers)
-    ckpt.load_weights(path, model, "cpu")
     spec = hf_family(model_type)
-    hf = {**spec.config_to_hf(target), "activation_function": ACTIVATIONS[target.activation],
-          "forced_eos_token_id": None}
+    hf = {**spec.config_to_hf(target), "forced_eos_token_id": None}
     _write_json(out / ckpt.CONFIG_FILE, hf)
-    save_file(spec.weights_to_hf(hf_state(model.state_dict(), config, target), target), str(out / WEIGHTS_FILE),
+    save_file(spec.weights_to_hf(hf_state(loaded.model.state_dict(), config, target), target), str(out / WEIGHTS_FILE),
               metadata={"format": "pt"})
     offset = hf.get(SOURCE_VOCAB_KEY, 0)  # Pegasus with separate vocabularies: the target's ids start at S
     write_tokenizers(out, loaded.tokenizer, loaded.target_tokenizer, target, target_offset=offset)

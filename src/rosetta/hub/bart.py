@@ -34,7 +34,6 @@ from rosetta.hub import marian
 from rosetta.hub.byte_level import ByteLevelTokenizer
 from rosetta.hub.registry import register_hf
 from rosetta.models.pretrained import CONFIG_FILE, PretrainedError
-from rosetta.models.transformer import Transformer
 from rosetta.nn.config import ModelConfig
 
 POSITION_OFFSET = 2  # BartLearnedPositionalEmbedding.offset: token t reads row t + 2
@@ -51,7 +50,8 @@ SPECIALS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_
             "mask_token": "<mask>"}  # BartTokenizer's, when tokenizer_config.json names none
 
 
-def _one_id(hf: dict[str, Any], key: str, default: int) -> int:
+def one_id(hf: dict[str, Any], key: str, default: int) -> int:
+    """config.json's id ``key`` (``default`` when absent); a one-element list, as some configs write it, unwrapped."""
     value = hf.get(key, default)
     return value[0] if isinstance(value, list) and len(value) == 1 else value
 
@@ -80,7 +80,7 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
             dropout=hf.get("dropout", 0.1), attention_dropout=hf.get("attention_dropout", 0.0),
             activation_dropout=hf.get("activation_dropout", 0.0), activation=marian.ACTIVATIONS[act],
             pad_id=hf.get("pad_token_id", 1), bos_id=hf.get("decoder_start_token_id", 2),
-            eos_id=_one_id(hf, "eos_token_id", 2), max_len=hf.get("max_position_embeddings", 1024) + POSITION_OFFSET,
+            eos_id=one_id(hf, "eos_token_id", 2), max_len=hf.get("max_position_embeddings", 1024) + POSITION_OFFSET,
             scale_embeddings=hf.get("scale_embedding", False), tie_output=hf.get("tie_word_embeddings", True),
         )
     except KeyError as e:
@@ -92,10 +92,10 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
 def config_to_hf(config: ModelConfig) -> dict[str, Any]:
     """A ``ModelConfig`` in BART's layout → a config.json ``BartForConditionalGeneration.from_pretrained`` reads."""
     other = [f"{k}={getattr(config, k)!r}" for k, v in BART_LAYOUT.items() if getattr(config, k) != v]
-    if other or config.activation not in marian.ACTIVATIONS.values() or config.d_k or config.d_v:
+    if other or config.activation not in marian.ACTIVATION_NAMES or config.d_k or config.d_v:
         raise ValueError(f"not BART's layout ({', '.join(other) or f'activation={config.activation!r}'}); "
                          "only a model built with BART_LAYOUT goes back to a BART directory")
-    activation = next(hf for hf, ours in marian.ACTIVATIONS.items() if ours == config.activation and hf != "swish")
+    activation = marian.ACTIVATION_NAMES[config.activation]
     return {
         "model_type": "bart", "architectures": ["BartForConditionalGeneration"], "is_encoder_decoder": True,
         "vocab_size": config.src_vocab_size, "d_model": config.d_model,
@@ -145,8 +145,8 @@ class BartTokenizer(ByteLevelTokenizer):
 
 def tokenizers(path: Path, hf: dict[str, Any]) -> tuple[BartTokenizer, BartTokenizer]:
     """The directory's byte-level BPE for source and target; a vocabulary larger than the model's is an error."""
-    tokenizer = BartTokenizer.load(path, hf.get("pad_token_id", 1), _one_id(hf, "bos_token_id", 0),
-                                   _one_id(hf, "eos_token_id", 2), SPECIALS)
+    tokenizer = BartTokenizer.load(path, hf.get("pad_token_id", 1), one_id(hf, "bos_token_id", 0),
+                                   one_id(hf, "eos_token_id", 2), SPECIALS)
     if tokenizer.vocab_size > hf["vocab_size"]:
         raise PretrainedError(f"{path}: the tokenizer has {tokenizer.vocab_size} tokens but {CONFIG_FILE} says "
                               f"vocab_size={hf['vocab_size']}; the files belong to different models")
@@ -160,7 +160,3 @@ class Bart:
     weights_from_hf = staticmethod(weights_from_hf)
     weights_to_hf = staticmethod(weights_to_hf)
     tokenizers = staticmethod(tokenizers)
-
-    @staticmethod
-    def build(config: ModelConfig, hf: dict[str, Any], names: set[str]) -> Transformer:
-        return Transformer(config)

@@ -42,7 +42,6 @@ from rosetta.data.sentencepiece import marian_tokenizers
 from rosetta.hub.exported import has_tokenizer_json, read_tokenizers
 from rosetta.hub.registry import register_hf
 from rosetta.models.pretrained import PretrainedError
-from rosetta.models.transformer import Transformer
 from rosetta.nn.config import ModelConfig
 
 MARIAN_LAYOUT: dict[str, Any] = dict(
@@ -50,9 +49,12 @@ MARIAN_LAYOUT: dict[str, Any] = dict(
     bias=True, embedding_norm=False, type_vocab_size=0, output_bias=True, scale_attention=True,
     scale_decoder_output=False, copy_attention=False, heads_per_layer=None,
 )
-# Hugging Face ``activation_function`` → Rosetta ``activation`` (swish is SiLU); the first name is written back.
+# Hugging Face ``activation_function`` → Rosetta ``activation`` (swish is SiLU)
 ACTIVATIONS = {"swish": "silu", "silu": "silu", "gelu": "gelu", "relu": "relu", "gelu_new": "gelu_tanh",
                "gelu_pytorch_tanh": "gelu_tanh"}
+# Rosetta ``activation`` → the name written back: the one transformers computes exactly as we do (Marian, BART,
+# Pegasus and the export of Rosetta's own translation models)
+ACTIVATION_NAMES = {"relu": "relu", "gelu": "gelu", "silu": "silu", "gelu_tanh": "gelu_pytorch_tanh"}
 EMBEDDINGS = ("model.shared.weight", "model.encoder.embed_tokens.weight", "model.decoder.embed_tokens.weight",
               "lm_head.weight")
 IGNORED = ("model.encoder.embed_positions.weight", "model.decoder.embed_positions.weight")
@@ -101,10 +103,10 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
 def config_to_hf(config: ModelConfig) -> dict[str, Any]:
     """A ``ModelConfig`` in Marian's layout → a config.json ``MarianMTModel.from_pretrained`` reads."""
     other = [f"{k}={getattr(config, k)!r}" for k, v in MARIAN_LAYOUT.items() if getattr(config, k) != v]
-    if other or config.activation not in ACTIVATIONS.values() or config.d_k or config.d_v:
+    if other or config.activation not in ACTIVATION_NAMES or config.d_k or config.d_v:
         raise ValueError(f"not Marian's layout ({', '.join(other) or f'activation={config.activation!r}'}); "
                          "only a model built with MARIAN_LAYOUT goes back to a Marian directory")
-    activation = next(hf for hf, ours in ACTIVATIONS.items() if ours == config.activation)
+    activation = ACTIVATION_NAMES[config.activation]
     return {
         "model_type": "marian", "architectures": ["MarianMTModel"], "is_encoder_decoder": True,
         "vocab_size": config.src_vocab_size, "decoder_vocab_size": config.tgt_vocab_size,
@@ -245,7 +247,3 @@ class Marian:
     weights_from_hf = staticmethod(weights_from_hf)
     weights_to_hf = staticmethod(weights_to_hf)
     tokenizers = staticmethod(tokenizers)
-
-    @staticmethod
-    def build(config: ModelConfig, hf: dict[str, Any], names: set[str]) -> Transformer:
-        return Transformer(config)

@@ -40,11 +40,10 @@ from typing import Any
 import torch
 
 from rosetta.data.sentencepiece import SentencePieceVocabTokenizer
-from rosetta.hub import marian
+from rosetta.hub import bart, marian
 from rosetta.hub.exported import has_tokenizer_json, read_tokenizers
 from rosetta.hub.registry import register_hf
 from rosetta.models.pretrained import CONFIG_FILE, PretrainedError
-from rosetta.models.transformer import Transformer
 from rosetta.nn.config import ModelConfig
 from rosetta.nn.positional import sinusoidal_encoding
 
@@ -55,16 +54,9 @@ PEGASUS_LAYOUT: dict[str, Any] = dict(
 )
 SOURCE_VOCAB_KEY = "rosetta_source_vocab_size"  # config.json: S of a concatenated vocabulary (module docstring)
 NEVER = float("-inf")  # final_logits_bias of the source rows: the decoder never writes a source token
-# Rosetta activation → the activation_function written back (each computes exactly what ours does)
-ACTIVATION_NAMES = {"relu": "relu", "gelu": "gelu", "silu": "silu", "gelu_tanh": "gelu_pytorch_tanh"}
 POSITIONS = ("model.encoder.embed_positions.weight", "model.decoder.embed_positions.weight")
 SPIECE = "spiece.model"
 OFFSET = 103  # PegasusTokenizer.offset: SentencePiece id i (i ≥ 2) is model id i + 103
-
-
-def _one_id(hf: dict[str, Any], key: str, default: int) -> int:
-    value = hf.get(key, default)
-    return value[0] if isinstance(value, list) and len(value) == 1 else value
 
 
 def source_vocab_size(hf: dict[str, Any]) -> int | None:
@@ -86,7 +78,7 @@ def source_vocab_size(hf: dict[str, Any]) -> int | None:
 def _ids(hf: dict[str, Any], offset: int) -> dict[str, int]:
     """pad / start / eos of config.json, less ``offset`` (a concatenated vocabulary's target ids start at S)."""
     return {"pad_id": hf.get("pad_token_id", 0) - offset, "bos_id": hf.get("decoder_start_token_id", 0) - offset,
-            "eos_id": _one_id(hf, "eos_token_id", 1) - offset}
+            "eos_id": bart.one_id(hf, "eos_token_id", 1) - offset}
 
 
 def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
@@ -127,7 +119,7 @@ def config_to_hf(config: ModelConfig) -> dict[str, Any]:
     """A ``ModelConfig`` in Pegasus's layout → a config.json ``PegasusForConditionalGeneration`` reads; separate
     vocabularies as one concatenated vocabulary (module docstring: ``SOURCE_VOCAB_KEY``, the target's ids + S)."""
     other = [f"{k}={getattr(config, k)!r}" for k, v in PEGASUS_LAYOUT.items() if getattr(config, k) != v]
-    if config.activation not in ACTIVATION_NAMES:
+    if config.activation not in marian.ACTIVATION_NAMES:
         other.append(f"activation={config.activation!r}")
     if config.head_dim_k * config.n_heads != config.d_model or config.head_dim_v != config.head_dim_k:
         other.append(f"d_k={config.d_k!r}, d_v={config.d_v!r}")
@@ -142,7 +134,7 @@ def config_to_hf(config: ModelConfig) -> dict[str, Any]:
         "encoder_layers": config.n_encoder_layers, "decoder_layers": config.n_decoder_layers,
         "encoder_attention_heads": config.n_heads, "decoder_attention_heads": config.n_heads,
         "encoder_ffn_dim": config.d_ff, "decoder_ffn_dim": config.d_ff,
-        "activation_function": ACTIVATION_NAMES[config.activation], "dropout": config.dropout,
+        "activation_function": marian.ACTIVATION_NAMES[config.activation], "dropout": config.dropout,
         "attention_dropout": config.attention_dropout, "activation_dropout": config.activation_dropout,
         "max_position_embeddings": config.max_len, "scale_embedding": config.scale_embeddings,
         "pad_token_id": config.pad_id + offset, "eos_token_id": config.eos_id + offset,
@@ -278,7 +270,3 @@ class Pegasus:
     weights_from_hf = staticmethod(weights_from_hf)
     weights_to_hf = staticmethod(weights_to_hf)
     tokenizers = staticmethod(tokenizers)
-
-    @staticmethod
-    def build(config: ModelConfig, hf: dict[str, Any], names: set[str]) -> Transformer:
-        return Transformer(config)

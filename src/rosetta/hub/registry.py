@@ -10,8 +10,9 @@ directory into Rosetta's own blocks:
     tokenizers        (directory, config.json)       → (source or only tokenizer, target tokenizer or None)
     family            the Rosetta family it becomes: "translation", "lm", "encoder" or "vit"
 
-and, where the family has a way back, ``config_to_hf`` / ``weights_to_hf``. Families register themselves at
-import (``rosetta.hub`` imports each family's module):
+and, where the family has a way back, ``config_to_hf`` / ``weights_to_hf``. A translation family may leave ``build``
+out: it builds the encoder–decoder ``Transformer`` of its config (``build_transformer``). Families register
+themselves at import (``rosetta.hub`` imports each family's module):
 
     @register_hf("marian", family="translation")
     class Marian: ...
@@ -45,6 +46,13 @@ class HFFamily:
 REGISTRY: dict[str, HFFamily] = {}
 
 
+def build_transformer(config: Any, hf: dict[str, Any], names: set[str]) -> Any:
+    """A translation family's ``build`` unless it has its own: the encoder–decoder of ``config``."""
+    from rosetta.models.transformer import Transformer
+
+    return Transformer(config)
+
+
 def register_hf(model_type: str, family: str) -> Callable[[type], type]:
     """Class decorator: the class's static methods (config_from_hf, build, weights_from_hf, tokenizers and
     optionally config_to_hf, weights_to_hf) become the ``HFFamily`` of ``model_type``."""
@@ -52,8 +60,11 @@ def register_hf(model_type: str, family: str) -> Callable[[type], type]:
     def register(cls: type) -> type:
         if model_type in REGISTRY:
             raise ValueError(f"model_type {model_type!r} is registered twice")
+        build = getattr(cls, "build", build_transformer if family == "translation" else None)
+        if build is None:
+            raise ValueError(f"model_type {model_type!r}: a {family!r} family states its build")
         REGISTRY[model_type] = HFFamily(
-            model_type, family, cls.config_from_hf, cls.build, cls.weights_from_hf, cls.tokenizers,
+            model_type, family, cls.config_from_hf, build, cls.weights_from_hf, cls.tokenizers,
             getattr(cls, "config_to_hf", None), getattr(cls, "weights_to_hf", None))
         return cls
 

@@ -25,7 +25,6 @@ from rosetta.data.sentencepiece import SentencePieceVocabTokenizer
 from rosetta.hub.registry import register_hf
 from rosetta.models.pretrained import PretrainedError
 from rosetta.models.t5 import t5_config_from_hf, t5_config_to_hf, t5_weights_from_hf, t5_weights_to_hf
-from rosetta.models.transformer import Transformer
 from rosetta.nn.config import ModelConfig
 
 SPIECE = "spiece.model"
@@ -57,10 +56,6 @@ def _register(model_type: str) -> None:
     @register_hf(model_type, family="translation")
     class T5:
         config_from_hf = staticmethod(t5_config_from_hf)
-
-        @staticmethod
-        def build(config: ModelConfig, hf: dict[str, Any], names: set[str]) -> Transformer:
-            return Transformer(config)
 
         @staticmethod
         def weights_from_hf(tensors, config: ModelConfig):
