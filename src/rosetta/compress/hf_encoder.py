@@ -124,6 +124,7 @@ def write_tokenizer(loaded: LoadedModel, out: Path) -> None:
     from tokenizers import processors
 
     from rosetta.data.tokenizer import Tokenizer
+    from rosetta.hub.exported import write_settings
 
     tokenizer, config = loaded.tokenizer, loaded.model.config
     hf = HFTokenizer.from_str(tokenizer.to_str())  # a Hugging Face checkpoint's own, as the run read it, or …
@@ -154,5 +155,4 @@ def write_tokenizer(loaded: LoadedModel, out: Path) -> None:
         vocab = sorted(hf.get_vocab(with_added_tokens=True).items(), key=lambda item: item[1])
         if [i for _, i in vocab] == list(range(len(vocab))):  # BertTokenizer (use_fast=False) reads it too
             (out / "vocab.txt").write_text("".join(f"{t}\n" for t, _ in vocab), encoding="utf-8")
-    (out / "tokenizer_config.json").write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n",
-                                               encoding="utf-8")
+    write_settings(out, settings)

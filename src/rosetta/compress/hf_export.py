@@ -48,7 +48,6 @@ from typing import Any
 from rosetta import checkpoint as ckpt
 from rosetta.compress.hf_encoder import REFUSED, export_encoder
 from rosetta.decode.loading import LoadedModel, load_any
-from rosetta.special_tokens import UNK
 
 __all__ = ["EXPORTERS", "REFUSED", "export_huggingface"]
 
@@ -74,20 +73,13 @@ def _vit(loaded: LoadedModel, out: Path) -> None:
 
 
 def _gpt2(loaded: LoadedModel, out: Path) -> None:
+    from rosetta.hub.exported import fast_tokenizer_settings, write_settings
     from rosetta.hub.gpt2 import save_gpt2
 
     save_gpt2(loaded.model, out)  # ValueError naming the flag when the layout is not GPT-2's
     tokenizer = loaded.tokenizer
     tokenizer.save(out)
-    hf = getattr(tokenizer, "hf", tokenizer)
-    specials = {name: hf.id_to_token(i) for name, i in (("pad_token", loaded.model.config.pad_id),
-                                                         ("bos_token", loaded.model.config.bos_id),
-                                                         ("eos_token", loaded.model.config.eos_id))}
-    if hf.token_to_id(UNK) is not None:
-        specials["unk_token"] = UNK
-    (out / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": "PreTrainedTokenizerFast", **{k: v for k, v in specials.items() if v}},
-        indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_settings(out, fast_tokenizer_settings(getattr(tokenizer, "hf", tokenizer), loaded.model.config))
 
 
 def _way_back(loaded: LoadedModel):

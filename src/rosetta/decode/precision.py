@@ -40,6 +40,13 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     return quantized
 
 
+def times_transposed(x: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x Wᵀ + b from a stored contiguous Wᵀ (in, out): (…, in) → (…, out)."""
+    rows = x.reshape(-1, weight_t.shape[0])  # (N, in)
+    y = rows @ weight_t if bias is None else torch.addmm(bias, rows, weight_t)
+    return y.view(*x.shape[:-1], weight_t.shape[1])
+
+
 class PackedLinear(nn.Linear):
     """y = x Wᵀ + b — an ``nn.Linear`` (the same parameters, state dict and gradients) whose inference calls on a
     CPU multiply by W packed once into oneDNN's blocked layout for this CPU.
@@ -110,9 +117,7 @@ class PackedLinear(nn.Linear):
             return F.linear(x, self.weight, self.bias)
         bias = None if self.bias is None else self.bias.detach()
         if self.one_row_transposed and x.numel() == self.in_features and x.dtype == torch.float32:  # one row
-            row = x.reshape(1, self.in_features)
-            y = row @ self.transposed_weight() if bias is None else torch.addmm(bias, row, self.transposed_weight())
-            return y.view(*x.shape[:-1], self.out_features)
+            return times_transposed(x, self.transposed_weight(), bias)
         return torch.ops.mkldnn._linear_pointwise(x, self.packed_weight(), bias, "none", [], "")
 
     def __getstate__(self):  # deepcopy and pickle: without the opaque packed copy (made again when needed)
@@ -202,9 +207,7 @@ class TransposedLinear(nn.Module):
             destination[prefix + "bias"] = self.bias if keep_vars else self.bias.detach()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, self.in_features)  # (N, in)
-        y = rows @ self.weight_t if self.bias is None else torch.addmm(self.bias, rows, self.weight_t)
-        return y.view(*x.shape[:-1], self.out_features)
+        return times_transposed(x, self.weight_t, self.bias)
 
 
 def transpose_output(model: nn.Module) -> nn.Module:

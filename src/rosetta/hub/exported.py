@@ -94,20 +94,31 @@ def shift_ids(tokenizer: HFTokenizer, offset: int) -> HFTokenizer:
     return HFTokenizer.from_str(json.dumps(data, ensure_ascii=False))
 
 
+def fast_tokenizer_settings(hf: Any, config: Any, offset: int = 0) -> dict[str, Any]:
+    """tokenizer_config.json's settings for ``AutoTokenizer`` over a tokenizer.json (``hf``, a ``tokenizers``
+    Tokenizer): PreTrainedTokenizerFast with the model's pad / bos / eos tokens (their ids + ``offset``), and <unk>
+    where the vocabulary has it."""
+    specials = {name: hf.id_to_token(i + offset) for name, i in (("pad_token", config.pad_id),
+                                                                 ("bos_token", config.bos_id),
+                                                                 ("eos_token", config.eos_id))}
+    if hf.token_to_id(UNK) is not None:
+        specials["unk_token"] = UNK
+    return {"tokenizer_class": "PreTrainedTokenizerFast", **{k: v for k, v in specials.items() if v}}
+
+
+def write_settings(directory: Path, settings: dict[str, Any]) -> None:
+    """``settings`` as ``directory``'s tokenizer_config.json."""
+    (directory / CONFIG_NAME).write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def _write_one(directory: Path, tokenizer: Any, config: Any, offset: int = 0) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     hf = _framed(tokenizer)
     if offset:
         hf = shift_ids(hf, offset)
     hf.save(str(directory / FILE_NAME))
-    specials = {name: hf.id_to_token(i + offset) for name, i in (("pad_token", config.pad_id),
-                                                                 ("bos_token", config.bos_id),
-                                                                 ("eos_token", config.eos_id))}
-    if hf.token_to_id(UNK) is not None:
-        specials["unk_token"] = UNK
-    settings = {"tokenizer_class": "PreTrainedTokenizerFast", **{k: v for k, v in specials.items() if v},
-                "model_max_length": config.max_len, "clean_up_tokenization_spaces": False}
-    (directory / CONFIG_NAME).write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_settings(directory, {**fast_tokenizer_settings(hf, config, offset), "model_max_length": config.max_len,
+                               "clean_up_tokenization_spaces": False})
 
 
 def write_tokenizers(out: Path, source: Any, target: Any, config: Any, target_offset: int = 0) -> None:
