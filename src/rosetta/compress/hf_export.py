@@ -8,13 +8,17 @@
                  are refused by its ``config_to_hf`` with the flag that differs) and the run's own tokenizer.json
                  with a tokenizer_config.json naming PreTrainedTokenizerFast and the special tokens, so
                  ``AutoTokenizer`` gives the same ids
-    translation  (``rosetta.compress.hf_translation``) the same function as MarianMTModel (Post-LN; joint or
-                 separate vocabularies) or PegasusForConditionalGeneration (Pre-LN, Rosetta's default recipes; a
-                 joint vocabulary, or separate ones concatenated into one: target ids + S), for
-                 ``AutoModelForSeq2SeqLM``: zero biases where ours has none, the residual stream permuted when the
-                 model's sinusoid is interleaved (theirs is all sines, then all cosines); the run's tokenizer.json
-                 (target/tokenizer.json for a separate target vocabulary) framing a source as ``rosetta translate``
-                 does (ids </s>), and a generation_config.json from the run's [decode]
+    translation  (``rosetta.compress.hf_translation``; its ``TARGETS`` picks the family by the positions) the same
+                 function as MarianMTModel (Post-LN; joint or separate vocabularies) or
+                 PegasusForConditionalGeneration (Pre-LN, Rosetta's default recipes; a joint vocabulary, or separate
+                 ones concatenated into one: target ids + S), for ``AutoModelForSeq2SeqLM``: zero biases where ours
+                 has none, the residual stream permuted when the model's sinusoid is interleaved (theirs is all
+                 sines, then all cosines); a run in T5's layout (relative positions, RMSNorm Pre-LN, no biases, one
+                 shared table: configs/t5-multitask.toml) as T5ForConditionalGeneration (``t5_config_to_hf`` /
+                 ``t5_weights_to_hf`` through the T5 family; the run's own pad / decoder start <s> / eos ids; a
+                 text-to-text run's prefixes in config.json's ``task_specific_params``). Each with the run's
+                 tokenizer.json (target/tokenizer.json for a separate target vocabulary) framing a source as
+                 ``rosetta translate`` does (ids </s>), and a generation_config.json from the run's [decode]
     encoder      (``rosetta.compress.hf_encoder``) BERT, RoBERTa (positions from pad + 1) or DistilBERT (no token
                  types) by the layout, the class by the head: a classifier read through BERT's [CLS] pooler →
                  …ForSequenceClassification (id2label from the run's labels), the span head →
@@ -31,10 +35,12 @@ exporter (its head decides the class), which starts from the recorded config.jso
 Refused, with the reason, in one line: an encoder classifier that reads the mean of its tokens (``REFUSED``:
 BertForSequenceClassification reads the pooled [CLS]; fine-tune with ``[model] pooler = true``), an encoder with
 two heads, encoder layouts BERT's blocks do not compute (``rosetta.hub.bert.check_layout``:
-Pre-LN, rotary / sinusoidal positions, RMSNorm, no biases, pruned heads, …), and translation layouts neither
-Marian nor Pegasus computes (``hf_translation.REQUIRED``: rotary / relative / learned positions, RMSNorm, gated
-FFNs, copy_attention, pruned heads, …), each naming the flag. The directory is written beside OUT and renamed
-into place when complete; ``rosetta`` reads it back too (``rosetta.load(OUT)``, ``rosetta translate --model OUT``).
+Pre-LN, rotary / sinusoidal positions, RMSNorm, no biases, pruned heads, …), translation layouts neither
+Marian nor Pegasus computes (``hf_translation.REQUIRED``: rotary / learned positions, RMSNorm, gated FFNs,
+copy_attention, pruned heads, …) and relative positions with a flag T5 lacks (``rosetta.models.t5.FIXED``: biases,
+LayerNorm, Post-LN, scaled attention, separate vocabularies, …), each naming the flag. The directory is written
+beside OUT and renamed into place when complete; ``rosetta`` reads it back too (``rosetta.load(OUT)``, ``rosetta
+translate --model OUT``).
 """
 
 from __future__ import annotations
@@ -115,7 +121,7 @@ def _recorded(loaded: LoadedModel, out: Path) -> None:
 def _translation(loaded: LoadedModel, out: Path) -> None:
     from rosetta.compress.hf_translation import export_translation
 
-    export_translation(loaded, out)  # ValueError naming the flag when neither Marian nor Pegasus computes it
+    export_translation(loaded, out)  # ValueError naming the flag when neither Marian, Pegasus nor T5 computes it
 
 
 EXPORTERS: dict[str, Any] = {"vit": _vit, "lm": _gpt2, "translation": _translation, "encoder": export_encoder}

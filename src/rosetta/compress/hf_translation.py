@@ -1,15 +1,26 @@
 """``rosetta export --format huggingface`` of Rosetta's own encoder–decoder ``Transformer``: the same function as a
-``MarianMTModel`` (Post-LN) or a ``PegasusForConditionalGeneration`` (Pre-LN), which ``AutoModelForSeq2SeqLM``
-reads, with tokenizer files ``AutoTokenizer`` reads and a generation_config.json for ``generate``.
+``MarianMTModel`` (Post-LN), a ``PegasusForConditionalGeneration`` (Pre-LN) or a ``T5ForConditionalGeneration``
+(T5's layout), which ``AutoModelForSeq2SeqLM`` reads, with tokenizer files ``AutoTokenizer`` reads and a
+generation_config.json for ``generate``. The positions choose the family (``TARGETS``):
 
-    norm_first = false (the paper's Post-LN)  →  Marian  (``rosetta.hub.marian``): any vocabularies, one joint or
+    positional = "relative" (T5's layout,     →  T5      (``rosetta.models.t5``: ``t5_config_to_hf`` /
+      configs/t5-multitask.toml)                         ``t5_weights_to_hf``, through ``rosetta.hub.t5``): the
+                                                         weights as they are, the run's own ids (pad 0, decoder
+                                                         start <s> 1, eos </s> 2) in config.json; a flag T5 has no
+                                                         counterpart for (biases, LayerNorm, Post-LN, …) is refused
+    sinusoidal, norm_first = false (Post-LN)  →  Marian  (``rosetta.hub.marian``): any vocabularies, one joint or
                                                  separate source / target (share_encoder_decoder_embeddings,
                                                  decoder_vocab_size)
-    norm_first = true  (Pre-LN, final norms)  →  Pegasus (``rosetta.hub.pegasus``): one joint vocabulary as it is
+    sinusoidal, norm_first = true (Pre-LN)    →  Pegasus (``rosetta.hub.pegasus``): one joint vocabulary as it is
                                                  (model.shared); separate ones (share_embeddings = false, S source
                                                  and T target tokens) as ONE concatenated vocabulary of S + T ids
 
-What changes on the way, none of it the function the model computes:
+A text-to-text run (``[[data.mixture]]``, ``rosetta.tasks.text_to_text``) records its tasks' prefixes in
+config.json's ``task_specific_params`` as the original t5-small does ({"translation_en_to_de": {"prefix":
+"translate English to German: "}}), where transformers 4's ``pipeline("translation_en_to_de", model=DIR)`` finds
+them (``task_params``; transformers 5 keeps the field in the config).
+
+What changes on the way to Marian or Pegasus, none of it the function the model computes:
 
 * biases: Marian and Pegasus have one on every Linear and on the output (``final_logits_bias``); a model built
   with ``bias = false`` gets zeros there
@@ -31,12 +42,13 @@ What changes on the way, none of it the function the model computes:
   which is what pads finished beams and what ``generate`` would look for in a source without a mask).
   ``rosetta.load`` reads the directory back as the separate-vocabulary Transformer (untied).
 
-Refused in one line naming the flag (``REQUIRED``): what neither class computes — rotary / relative / learned
-positions or none (Pegasus's position table is a fixed sinusoid that transformers recomputes whenever it is
-missing or resized, not a weight a learned table could live in), RMSNorm, another LayerNorm ε, gated FFNs
-(swiglu / geglu), unscaled attention, T5's scaled output, embedding LayerNorms, token types, pruned heads
-(heads_per_layer), other head sizes (d_k / d_v) and the pointer-generator (copy_attention); export
---format onnx / ctranslate2 take any of these.
+Refused in one line naming the flag: what neither Marian nor Pegasus computes (``REQUIRED``) — rotary / learned
+positions or none (Pegasus's position table is a fixed sinusoid that transformers recomputes whenever it is missing
+or resized, not a weight a learned table could live in), RMSNorm, another LayerNorm ε, gated FFNs (swiglu / geglu),
+unscaled attention, T5's scaled output, embedding LayerNorms, token types, pruned heads (heads_per_layer), other
+head sizes (d_k / d_v) and the pointer-generator (copy_attention); and relative positions in a layout T5's blocks
+do not compute (``rosetta.models.t5.FIXED``: biases, LayerNorm, Post-LN, scaled attention or embeddings, separate
+vocabularies, a scaled untied output, …). export --format onnx / ctranslate2 take any of these.
 
 generation_config.json (``generation_config``), from the run's [decode] options: num_beams = beam, length_penalty
 = α, max_length = 1 (the start token) + the run's max_len, or the limit its max_len_ratio / max_len_offset give the
@@ -50,6 +62,7 @@ scores a finished beam log P / |Y|^α, Rosetta's own runs use GNMT's ((5 + |Y|) 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +80,8 @@ ELSEWHERE = "export --format onnx or ctranslate2 instead"
 REQUIRED: tuple[tuple[str, Any, str], ...] = (
     ("copy_attention", False, "the pointer-generator's copy distribution has no Hugging Face head"),
     ("positional", "sinusoidal", "Marian and Pegasus add the sinusoid (base 10000) to the embeddings and have no "
-                                 "other positions (Pegasus recomputes its table: a learned one would not survive)"),
+                                 "other positions (Pegasus recomputes its table: a learned one would not survive; "
+                                 "T5 takes positional='relative')"),
     ("position_offset", 0, "Marian's and Pegasus's positions start at row 0"),
     ("norm", "layernorm", "Marian and Pegasus normalise with LayerNorm"),
     ("norm_eps", 1e-5, "Marian's and Pegasus's LayerNorms have ε = 1e-5"),
@@ -94,14 +108,35 @@ def refusal(config: ModelConfig) -> str | None:
     return None
 
 
-def hf_config(config: ModelConfig) -> tuple[str, ModelConfig]:
-    """(model_type, the config of the same model in that family's layout: biases on, sinusoid in halves).
-    ValueError with ``refusal``'s line when there is none."""
+def _sinusoid(config: ModelConfig) -> tuple[str, ModelConfig]:
+    """Marian (Post-LN) or Pegasus (Pre-LN), with the config in their layout: biases on, sinusoid in halves."""
     reason = refusal(config)
     if reason:
         raise ValueError(reason)
     return ("pegasus" if config.norm_first else "marian",
             config.replace(bias=True, output_bias=True, sinusoidal_layout="halves"))
+
+
+def _t5(config: ModelConfig) -> tuple[str, ModelConfig]:
+    """T5, with the config as it is (T5's blocks are ours with T5's flags); ``t5_config_to_hf``'s refusal else."""
+    from rosetta.models.t5 import t5_config_to_hf
+
+    try:
+        t5_config_to_hf(config)
+    except ValueError as e:
+        raise ValueError(f"positional='relative' goes to T5, but {e}; {ELSEWHERE}") from None
+    return "t5", config
+
+
+# the Hugging Face family of a translation model, by its positions: T5 computes relative buckets; the sinusoid and
+# everything else go to Marian / Pegasus, which refuse what they lack (``REQUIRED``)
+TARGETS: dict[str, Callable[[ModelConfig], tuple[str, ModelConfig]]] = {"relative": _t5}
+
+
+def hf_config(config: ModelConfig) -> tuple[str, ModelConfig]:
+    """(model_type, the config of the same model in that family's layout: ``TARGETS``). ValueError in one line
+    naming the flag when there is none."""
+    return TARGETS.get(config.positional, _sinusoid)(config)
 
 
 def halves_order(d_model: int) -> torch.Tensor:
@@ -172,13 +207,23 @@ def generation_config(config: ModelConfig, decode: DecodeOptions, offset: int = 
     return gen
 
 
+def task_params(info: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """config.json's ``task_specific_params`` of a text-to-text run: its tasks' prefixes under the pipeline names
+    a T5 user knows ("translation_en_to_de"; a second task with the same languages: "…_CORPUS"); {} otherwise."""
+    params: dict[str, dict[str, str]] = {}
+    for task in info.get("tasks") or []:
+        name = f"translation_{task['src_lang']}_to_{task['tgt_lang']}"
+        params[f"{name}_{task['corpus']}" if name in params else name] = {"prefix": task["prefix"]}
+    return params
+
+
 def _write_json(file: Path, data: dict[str, Any]) -> None:
     file.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def export_translation(loaded, out: Path) -> None:
-    """Write the translation model ``loaded`` (``load_any``'s) into the empty directory ``out`` as a Marian or
-    Pegasus directory (module docstring)."""
+    """Write the translation model ``loaded`` (``load_any``'s) into the empty directory ``out`` as a Marian,
+    Pegasus or T5 directory (module docstring)."""
     from safetensors.torch import save_file
 
     from rosetta.decode.folder import decode_options
@@ -193,7 +238,9 @@ def export_translation(loaded, out: Path) -> None:
     except ValueError as e:
         raise ValueError(f"{path}: cannot export this translation model to Hugging Face: {e}") from None
     spec = hf_family(model_type)
-    hf = {**spec.config_to_hf(target), "forced_eos_token_id": None}
+    tasks = task_params(loaded.info)  # a text-to-text run's prefixes, where transformers' pipelines read them
+    hf = {**spec.config_to_hf(target), "forced_eos_token_id": None,
+          **({"task_specific_params": tasks} if tasks else {})}
     _write_json(out / ckpt.CONFIG_FILE, hf)
     save_file(spec.weights_to_hf(hf_state(loaded.model.state_dict(), config, target), target), str(out / WEIGHTS_FILE),
               metadata={"format": "pt"})

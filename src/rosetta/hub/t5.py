@@ -9,6 +9,9 @@ tokenizer and the registration:
 
     spiece.model (SentencePiece)   →  ``SentencePieceVocabTokenizer`` numbering pieces by the model's own ids
                                       (pad 0, </s> 1, <unk> 2), source and target alike; a source ends with </s>
+    tokenizer.json, no spiece.model →  the tokenizer of a Rosetta run in T5's layout that ``rosetta export
+                                      --format huggingface`` wrote (``rosetta.hub.exported.read_tokenizers``:
+                                      Rosetta's ids, <pad> 0 <s> 1 </s> 2 <unk> 3; config.json's decoder start <s>)
 
 T5's sentinel tokens (``<extra_id_0>`` … at the top of the vocabulary) are special tokens: decoding skips them,
 as ``skip_special_tokens`` does; written inside a text they are not read as one token (span-corruption inputs
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from rosetta.data.sentencepiece import SentencePieceVocabTokenizer
+from rosetta.hub.exported import has_tokenizer_json, read_tokenizers
 from rosetta.hub.registry import register_hf
 from rosetta.models.pretrained import PretrainedError
 from rosetta.models.t5 import t5_config_from_hf, t5_config_to_hf, t5_weights_from_hf, t5_weights_to_hf
@@ -69,6 +73,8 @@ def _register(model_type: str) -> None:
 
         @staticmethod
         def tokenizers(path: Path, hf: dict[str, Any]):
+            if not (path / SPIECE).is_file() and has_tokenizer_json(path):  # a Rosetta run's export
+                return read_tokenizers(path, hf)
             tokenizer = t5_tokenizer(path, hf)
             return tokenizer, tokenizer
 

@@ -25,7 +25,9 @@ takes its ids, and the model then treats position 0 of a target as a real token 
 downloaded here); tests/test_t5.py checks the result against ``transformers``' ``T5ForConditionalGeneration``.
 The way back, their exact inverses: ``t5_config_to_hf`` (a config.json ``T5ForConditionalGeneration`` reads; a
 flag T5 has no counterpart for is a one-line ValueError naming it) and ``t5_weights_to_hf`` (q, k, v split, each
-stack's relative bias on its block 0, ``lm_head.weight`` only when untied).
+stack's relative bias on its block 0, ``lm_head.weight`` only when untied). They are also the way out of Rosetta's
+own runs in T5's layout (``rosetta.compress.hf_translation``), whose ids config.json keeps: pad 0, eos 2 and
+decoder_start_token_id = ``bos_id`` 1, the token Rosetta's decoder starts from.
 """
 
 from __future__ import annotations
