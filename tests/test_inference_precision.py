@@ -161,17 +161,30 @@ def test_kept_memory_serves_blocks_above_32_mib_without_page_faults():
 
 
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("size, transposed", [((48, 301), False), ((48, 301), True), ((512, 1100), False)])
-def test_packed_fp32_linear_is_the_linear_it_replaces(bias, size, transposed):
+@pytest.mark.parametrize("size, threads", [((48, 301), 2), ((48, 301), 3), ((512, 1100), 2), ((512, 1100), 1)])
+def test_packed_fp32_linear_is_the_linear_it_replaces(bias, size, threads):
     """``PackedLinear`` in fp32 (what fp32 decoding on a CPU runs): x Wᵀ + b within 1e-5 of float64 at 1, 4 and
-    64 rows and in 3-D — each of its one-row paths (plain for a small W, Wᵀ for the output layer, packed for a large
-    W); nn.Linear's parameters (the same tensors), state dict and gradients; a weight changed in place is packed
-    (and transposed) again; a deep copy works and computes the same."""
+    64 rows and in 3-D — one row through Wᵀ's column blocks (one per thread; 301 outputs in 2 or 3 blocks: the last
+    one padded), more rows through the packed W; nn.Linear's parameters (the same tensors), state dict and
+    gradients; a weight or bias changed in place is packed (and cut) again; a deep copy works and computes the
+    same."""
     assert precision.onednn_packs(torch.float32), "oneDNN packs fp32 weights on every x86-64 CPU PyTorch supports"
     torch.manual_seed(0)
     n_in, n_out = size
     linear = nn.Linear(n_in, n_out, bias=bias)
-    layer = precision.PackedLinear(linear, one_row_transposed=transposed)
+    layer = precision.PackedLinear(linear)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        check_packed_linear(layer, linear)
+        blocks, _ = layer.weight_blocks()
+        assert blocks.shape == (threads, n_in, -(-n_out // threads))  # the one-row path ran on the blocks
+    finally:
+        torch.set_num_threads(before)
+
+
+def check_packed_linear(layer: nn.Module, linear: nn.Linear) -> None:
+    n_in, n_out = linear.in_features, linear.out_features
     assert layer.weight is linear.weight and isinstance(layer, nn.Linear)
 
     def want(x, lin=linear):
@@ -189,7 +202,9 @@ def test_packed_fp32_linear_is_the_linear_it_replaces(bias, size, transposed):
         layer(x).sum().backward()
         torch.testing.assert_close(x.grad, linear.weight.sum(0).expand(rows, n_in))
     with torch.no_grad():
-        linear.weight.mul_(-1)  # in place: the packed (and transposed) copies are stale and made again
+        linear.weight.mul_(-1)  # in place: the packed copy and the blocks are stale and made again
+        if linear.bias is not None:
+            linear.bias.add_(1.0)
         for rows in (1, 4):
             x = torch.randn(rows, n_in)
             torch.testing.assert_close(layer(x).double(), want(x), atol=1e-5, rtol=0)

@@ -47,6 +47,26 @@ def times_transposed(x: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor
     return y.view(*x.shape[:-1], weight_t.shape[1])
 
 
+def column_blocks(weight: torch.Tensor, bias: torch.Tensor | None, parts: int):
+    """Wᵀ cut into ``parts`` blocks of c = ⌈out / parts⌉ columns, (parts, in, c) contiguous (the last block padded
+    with zero columns), and b as (parts, 1, c) — the layout ``times_blocks`` multiplies one row by."""
+    n_out, n_in = weight.shape
+    width = -(-n_out // parts)
+    pad = width * parts - n_out
+    blocks = F.pad(weight.detach().t(), (0, pad)).reshape(n_in, parts, width).permute(1, 0, 2).contiguous()
+    return blocks, None if bias is None else F.pad(bias.detach(), (0, pad)).view(parts, 1, width)
+
+
+def times_blocks(x: torch.Tensor, blocks: torch.Tensor, bias: torch.Tensor | None, n_out: int) -> torch.Tensor:
+    """One row x (…, in) times Wᵀ held as column blocks (``column_blocks``): y = [x B₁ + b₁, …, x B_P + b_P], one
+    batched product whose P blocks PyTorch's CPU kernels share among its threads (a matrix–vector product is one
+    thread's work in every BLAS call PyTorch makes), → (…, out)."""
+    parts, n_in, width = blocks.shape
+    rows = x.reshape(1, 1, n_in).expand(parts, 1, n_in)  # the same row for every block: (P, 1, in), no copy
+    y = torch.bmm(rows, blocks) if bias is None else torch.baddbmm(bias, rows, blocks)  # (P, 1, c)
+    return y.view(1, parts * width)[:, :n_out].view(*x.shape[:-1], n_out)
+
+
 class PackedLinear(nn.Linear):
     """y = x Wᵀ + b — an ``nn.Linear`` (the same parameters, state dict and gradients) whose inference calls on a
     CPU multiply by W packed once into oneDNN's blocked layout for this CPU.
@@ -58,22 +78,23 @@ class PackedLinear(nn.Linear):
     2 threads, fp32, 65,001 × 512 output layer): 4 rows 25 → 8 ms, 64 rows 59 → 32 ms, 256 rows 207 → 138 ms
     against ``x @ Wᵀ``; 512 × 2048 at 4 rows 0.34 → 0.14 ms.
 
-    The packed copy is made from ``weight`` when first needed and again whenever ``weight`` changes (its version
-    counter); calls that record gradients, run off the CPU, in another dtype, or under tracing / ONNX export take
-    plain ``F.linear``. Copies (``copy.deepcopy``, pickling) leave the packed copy behind: oneDNN's opaque tensor
-    has no storage to copy. The price is memory: W is held twice.
+    One row in fp32 (greedy decoding of one sentence) takes another layout: every BLAS PyTorch calls computes a
+    matrix–vector product on one thread, and oneDNN's packed product pays its fixed cost per call; there Wᵀ is held
+    cut into one block of columns per thread (``column_blocks``) and multiplied as one batched product
+    (``times_blocks``), which the threads share. Measured in whole greedy steps at one sentence (AVX2, 2 threads,
+    against plain ``F.linear`` for small W and Wᵀ for the output layer): opus-mt's shape 16.6 → 14.8 ms, the
+    ``small`` model the same within this VM's noise (RESULTS.md, issue 21).
 
-    One row in fp32 (greedy decoding of one sentence) is the exception: there oneDNN's fixed cost per call outweighs
-    the layout for matrices under ``PLAIN_ONE_ROW_MAX`` elements, which take plain ``F.linear`` (the ``small``
-    model's decoder, d 256: a greedy step 3.9 ms packed, 2.9 plain; opus-mt's 512 × 2048 gains packed), and a
-    layer made with ``one_row_transposed`` (the output layer) multiplies by a contiguous Wᵀ, the fastest layout at one
-    row (65,001 × 512: 11.2 ms with W, 6.4 packed, 5.6 with Wᵀ) — a third copy of W, kept for the output layer only.
+    The packed copy is made from ``weight`` at once, the blocks at the first one-row call; each again whenever
+    ``weight`` changes (its version counter) or, for the blocks, the number of threads does. Calls that record
+    gradients, run off the CPU, in another dtype, or under tracing / ONNX export take plain ``F.linear``. Copies
+    (``copy.deepcopy``, pickling) leave both behind: oneDNN's opaque tensor has no storage to copy. The price is
+    memory: W is held twice, three times once a single row has been decoded.
     """
 
     ROWS_HINT = 64  # oneDNN picks its blocking for about this many rows; 64 measured best from 1 to 256
-    PLAIN_ONE_ROW_MAX = 512 * 1024  # fp32 weights below this many elements: plain F.linear at one row
 
-    def __init__(self, linear: nn.Linear, one_row_transposed: bool = False):
+    def __init__(self, linear: nn.Linear):
         nn.Module.__init__(self)
         if linear.weight.dtype == torch.bfloat16 and not onednn_packs(torch.bfloat16):
             raise RuntimeError("packed bf16 weights need oneDNN and a CPU with AVX-512 (BW, VL, DQ) or "
@@ -81,15 +102,9 @@ class PackedLinear(nn.Linear):
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.weight, self.bias = linear.weight, linear.bias  # the same Parameters: nothing copied
         self._packed, self._packed_key = None, None
-        self.one_row_transposed = one_row_transposed and linear.weight.dtype == torch.float32
-        # fp32, one row, small W: plain F.linear (right in any context: gradients, tracing), decided per call first
-        self._plain_one_row = (linear.weight.dtype == torch.float32 and not self.one_row_transposed
-                               and linear.weight.numel() < self.PLAIN_ONE_ROW_MAX)
-        self._transposed, self._transposed_key = None, None
+        self._blocks, self._blocks_key = None, None
         with torch.no_grad():
             self.packed_weight()  # now rather than in the first request
-            if self.one_row_transposed:
-                self.transposed_weight()
 
     def packed_weight(self) -> torch.Tensor:
         """W in oneDNN's layout (opaque), packed again if ``weight`` changed since the last call."""
@@ -99,30 +114,30 @@ class PackedLinear(nn.Linear):
             self._packed_key = key
         return self._packed
 
-    def transposed_weight(self) -> torch.Tensor:
-        """Wᵀ (in, out), contiguous, made again if ``weight`` changed since the last call."""
-        key = (self.weight.data_ptr(), self.weight._version)
-        if self._transposed is None or self._transposed_key != key:
-            self._transposed = self.weight.detach().t().contiguous()
-            self._transposed_key = key
-        return self._transposed
+    def weight_blocks(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(Wᵀ as one block of columns per thread, b likewise) — ``column_blocks`` — made again if ``weight`` or
+        ``bias`` changed, or the number of threads did, since the last call."""
+        bias = None if self.bias is None else (self.bias.data_ptr(), self.bias._version)
+        key = (self.weight.data_ptr(), self.weight._version, bias, torch.get_num_threads())
+        if self._blocks is None or self._blocks_key != key:
+            self._blocks = column_blocks(self.weight, self.bias, key[-1])
+            self._blocks_key = key
+        return self._blocks
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (…, in) → (…, out)
-        if self._plain_one_row and x.numel() == self.in_features and x.dtype == torch.float32:
-            return F.linear(x, self.weight, self.bias)
         plain = (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
                  or x.device.type != "cpu" or x.dtype != self.weight.dtype or not onednn_packs(x.dtype)
                  or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling())
         if plain:
             return F.linear(x, self.weight, self.bias)
+        if x.numel() == self.in_features and x.dtype == torch.float32:  # one row
+            return times_blocks(x, *self.weight_blocks(), self.out_features)
         bias = None if self.bias is None else self.bias.detach()
-        if self.one_row_transposed and x.numel() == self.in_features and x.dtype == torch.float32:  # one row
-            return times_transposed(x, self.transposed_weight(), bias)
         return torch.ops.mkldnn._linear_pointwise(x, self.packed_weight(), bias, "none", [], "")
 
-    def __getstate__(self):  # deepcopy and pickle: without the opaque packed copy (made again when needed)
-        return {**super().__getstate__(), "_packed": None, "_packed_key": None, "_transposed": None,
-                "_transposed_key": None}
+    def __getstate__(self):  # deepcopy and pickle: without the opaque packed copy or the blocks (made again)
+        return {**super().__getstate__(), "_packed": None, "_packed_key": None, "_blocks": None,
+                "_blocks_key": None}
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, packed {str(self.weight.dtype).removeprefix('torch.')}"
@@ -230,7 +245,7 @@ def pack_decoding(model: nn.Module) -> nn.Module:
     if isinstance(decoder, nn.Module):
         pack_linears(decoder, torch.float32)
     if type(getattr(model, "output", None)) is nn.Linear and model.output.weight.dtype == torch.float32:
-        model.output = PackedLinear(model.output, one_row_transposed=True)
+        model.output = PackedLinear(model.output)
     return model
 
 
