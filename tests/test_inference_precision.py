@@ -217,6 +217,30 @@ def check_packed_linear(layer: nn.Module, linear: nn.Linear) -> None:
         assert not any(torch.allclose(twin(x), layer(x), atol=1e-5) for x in xs)
 
 
+def test_a_model_built_under_inference_mode_is_packed_and_decodes_the_same():
+    """Weights made under ``torch.inference_mode`` (``with torch.inference_mode(): rosetta.load(DIR)``) keep no
+    version counter; ``for_inference`` packs them all the same and the model decodes the plain model's ids, its
+    layers within 1e-5 of float64 at one row and at four (it raised "Inference tensors do not track version
+    counter" before)."""
+    reference = tiny_model(3)
+    with torch.inference_mode():
+        model = tiny_model(3)
+        model.load_state_dict(reference.state_dict())
+        assert model.output.weight.is_inference()
+        prepared = for_inference(model, "fp32")
+        src = torch.randint(4, model.config.src_vocab_size, (2, 7))
+        assert greedy_search(prepared, src, max_len=12) == greedy_search(reference, src, max_len=12)
+        assert greedy_search(prepared, src[:1], max_len=12) == greedy_search(reference, src[:1], max_len=12)
+        assert beam_search(prepared, src, beam_size=4, max_len=12) == beam_search(reference, src, beam_size=4,
+                                                                                 max_len=12)
+        layer = prepared.output
+        assert isinstance(layer, precision.PackedLinear) or not precision.onednn_packs(torch.float32)
+        for rows in (1, 4):
+            x = torch.randn(rows, layer.in_features)
+            want = F.linear(x.double(), layer.weight.double(), None if layer.bias is None else layer.bias.double())
+            torch.testing.assert_close(layer(x).double(), want, atol=1e-5, rtol=0)
+
+
 def test_fp32_decoding_packs_the_decoder_and_output_and_decodes_the_same():
     """``for_inference(model, "fp32")`` on a CPU: the decoder's Linear layers and the output layer packed (where
     oneDNN packs fp32), the encoder's left plain; greedy and beam ids identical to the unpacked model's and

@@ -67,6 +67,12 @@ def times_blocks(x: torch.Tensor, blocks: torch.Tensor, bias: torch.Tensor | Non
     return y.view(1, parts * width)[:, :n_out].view(*x.shape[:-1], n_out)
 
 
+def version(tensor: torch.Tensor) -> int | None:
+    """How many times ``tensor`` was changed in place (its version counter); None for a tensor made under
+    ``torch.inference_mode`` (a model built or loaded there), which keeps no counter."""
+    return None if tensor.is_inference() else tensor._version
+
+
 class PackedLinear(nn.Linear):
     """y = x Wᵀ + b — an ``nn.Linear`` (the same parameters, state dict and gradients) whose inference calls on a
     CPU multiply by W packed once into oneDNN's blocked layout for this CPU.
@@ -87,7 +93,8 @@ class PackedLinear(nn.Linear):
 
     The packed copy is made from ``weight`` at once, the blocks at the first one-row call; each again whenever
     ``weight`` changes (its version counter) or, for the blocks, the number of threads does. Calls that record
-    gradients, run off the CPU, in another dtype, or under tracing / ONNX export take plain ``F.linear``. Copies
+    gradients, run off the CPU, in another dtype, or under tracing / ONNX export take plain ``F.linear``. Weights
+    made under ``torch.inference_mode`` keep no version counter: changed in place, they are not packed again. Copies
     (``copy.deepcopy``, pickling) leave both behind: oneDNN's opaque tensor has no storage to copy. The price is
     memory: W is held twice, three times once a single row has been decoded.
     """
@@ -108,7 +115,7 @@ class PackedLinear(nn.Linear):
 
     def packed_weight(self) -> torch.Tensor:
         """W in oneDNN's layout (opaque), packed again if ``weight`` changed since the last call."""
-        key = (self.weight.data_ptr(), self.weight._version, self.weight.dtype)
+        key = (self.weight.data_ptr(), version(self.weight), self.weight.dtype)
         if self._packed is None or self._packed_key != key:
             self._packed = torch.ops.mkldnn._reorder_linear_weight(self.weight.detach(), self.ROWS_HINT)
             self._packed_key = key
@@ -117,8 +124,8 @@ class PackedLinear(nn.Linear):
     def weight_blocks(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(Wᵀ as one block of columns per thread, b likewise) — ``column_blocks`` — made again if ``weight`` or
         ``bias`` changed, or the number of threads did, since the last call."""
-        bias = None if self.bias is None else (self.bias.data_ptr(), self.bias._version)
-        key = (self.weight.data_ptr(), self.weight._version, bias, torch.get_num_threads())
+        bias = None if self.bias is None else (self.bias.data_ptr(), version(self.bias))
+        key = (self.weight.data_ptr(), version(self.weight), bias, torch.get_num_threads())
         if self._blocks is None or self._blocks_key != key:
             self._blocks = column_blocks(self.weight, self.bias, key[-1])
             self._blocks_key = key
