@@ -62,9 +62,10 @@ def times_blocks(x: torch.Tensor, blocks: torch.Tensor, bias: torch.Tensor | Non
     batched product whose P blocks PyTorch's CPU kernels share among its threads (a matrix–vector product is one
     thread's work in every BLAS call PyTorch makes), → (…, out)."""
     parts, n_in, width = blocks.shape
-    rows = x.reshape(1, 1, n_in).expand(parts, 1, n_in)  # the same row for every block: (P, 1, in), no copy
+    rows = x.view(1, 1, n_in).expand(parts, 1, n_in)  # the same row for every block: (P, 1, in), no copy
     y = torch.bmm(rows, blocks) if bias is None else torch.baddbmm(bias, rows, blocks)  # (P, 1, c)
-    return y.view(1, parts * width)[:, :n_out].view(*x.shape[:-1], n_out)
+    y = y.view(*x.shape[:-1], parts * width)
+    return y if parts * width == n_out else y[..., :n_out]
 
 
 def version(tensor: torch.Tensor) -> int | None:
@@ -115,32 +116,35 @@ class PackedLinear(nn.Linear):
 
     def packed_weight(self) -> torch.Tensor:
         """W in oneDNN's layout (opaque), packed again if ``weight`` changed since the last call."""
-        key = (self.weight.data_ptr(), version(self.weight), self.weight.dtype)
+        weight = self.weight
+        key = (weight.data_ptr(), version(weight), weight.dtype)
         if self._packed is None or self._packed_key != key:
-            self._packed = torch.ops.mkldnn._reorder_linear_weight(self.weight.detach(), self.ROWS_HINT)
+            self._packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), self.ROWS_HINT)
             self._packed_key = key
         return self._packed
 
     def weight_blocks(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(Wᵀ as one block of columns per thread, b likewise) — ``column_blocks`` — made again if ``weight`` or
         ``bias`` changed, or the number of threads did, since the last call."""
-        bias = None if self.bias is None else (self.bias.data_ptr(), version(self.bias))
-        key = (self.weight.data_ptr(), version(self.weight), bias, torch.get_num_threads())
-        if self._blocks is None or self._blocks_key != key:
-            self._blocks = column_blocks(self.weight, self.bias, key[-1])
+        weight, bias = self.weight, self.bias
+        key = (weight.data_ptr(), version(weight), bias is not None and (bias.data_ptr(), version(bias)),
+               torch.get_num_threads())
+        if self._blocks_key != key:
+            self._blocks = column_blocks(weight, bias, key[-1])
             self._blocks_key = key
         return self._blocks
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (…, in) → (…, out)
-        plain = (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
-                 or x.device.type != "cpu" or x.dtype != self.weight.dtype or not onednn_packs(x.dtype)
-                 or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling())
-        if plain:
-            return F.linear(x, self.weight, self.bias)
+        weight = self.weight
+        if (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+                or not x.is_cpu or x.dtype != weight.dtype or not onednn_packs(x.dtype)
+                or torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()):
+            return F.linear(x, weight, self.bias)
         if x.numel() == self.in_features and x.dtype == torch.float32:  # one row
             return times_blocks(x, *self.weight_blocks(), self.out_features)
-        bias = None if self.bias is None else self.bias.detach()
-        return torch.ops.mkldnn._linear_pointwise(x, self.packed_weight(), bias, "none", [], "")
+        bias = self.bias
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed_weight(), None if bias is None else bias.detach(),
+                                                  "none", [], "")
 
     def __getstate__(self):  # deepcopy and pickle: without the opaque packed copy or the blocks (made again)
         return {**super().__getstate__(), "_packed": None, "_packed_key": None, "_blocks": None,
