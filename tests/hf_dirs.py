@@ -1,5 +1,6 @@
 """Helpers for the tests of Hugging Face directories (tests/test_hf_*.py): a twin with one weight changed, and the
-CLI run in-process, and the tiny Marian directory (``marian_directory``) that more than one test module reads."""
+CLI run in-process, the tiny Marian directory (``marian_directory``) that more than one test module reads, and a
+few steps of translation fine-tuning from a directory (``fine_tune_translation``)."""
 
 import json
 import shutil
@@ -247,3 +248,26 @@ def save_wordpiece_tokenizer(directory: Path, vocab: list[str], specials: list[s
     tok.add_special_tokens(specials)
     tok.save(str(Path(directory) / "tokenizer.json"))
     (Path(directory) / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+
+
+def fine_tune_translation(pretrained: Path, pairs: list[tuple[str, str]], tmp_path: Path, steps: int) -> Path:
+    """A run fine-tuned ``steps`` steps (en → zh, fp32, one thread, seed 1) from the directory ``pretrained`` on
+    ``pairs`` (its first three also the valid split); the run's directory."""
+    from rosetta.tasks import build_task
+    from rosetta.train import Trainer
+    from rosetta.train.recipe import recipe_from_dict
+
+    files = {}
+    for split, rows in (("train", pairs), ("valid", pairs[:3])):
+        for side, lines in (("src", [s for s, _ in rows]), ("tgt", [t for _, t in rows])):
+            files[f"{split}_{side}"] = str(tmp_path / f"{split}_{side}")
+            Path(files[f"{split}_{side}"]).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    recipe = recipe_from_dict({
+        "data": {"task": "translation", "src_lang": "en", "tgt_lang": "zh", "max_length": 64, **files},
+        "model": {"pretrained": str(pretrained)},
+        "train": {"max_steps": steps, "max_tokens": 400, "batch_size": 12, "lr": 3e-3, "warmup_steps": 1,
+                  "label_smoothing": 0.0, "eval_every": steps, "bleu_every": 0, "save_every": steps,
+                  "log_every": 1, "keep_last": 1, "precision": "fp32", "device": "cpu", "threads": 1, "seed": 1}})
+    run = tmp_path / "run"
+    Trainer(recipe, build_task(recipe, run_dir=run), run, progress=False).fit()
+    return run

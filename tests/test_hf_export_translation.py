@@ -25,7 +25,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from hf_dirs import twin  # noqa: E402
+from hf_dirs import fine_tune_translation, twin  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 from tiny_translator import PAIRS  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
@@ -228,24 +228,8 @@ def test_a_concatenated_vocabulary_decodes_to_our_text_and_is_refused_when_a_sou
 def test_a_run_fine_tuned_from_a_concatenated_export_goes_back_to_one(exported, tmp_path):
     """``[model] pretrained = EXPORT``: the run is the separate-vocabulary Transformer (target ids less S), and its
     export (the checkpoint's family: Pegasus, the copied tokenizer files) decodes in ``generate`` what it does."""
-    from rosetta.tasks import build_task
-    from rosetta.train import Trainer
-    from rosetta.train.recipe import recipe_from_dict
-
     _, _, model, _, tgt_tok, out = exported
-    files = {}
-    for name, lines in (("train_src", [s for s, _ in PAIRS]), ("train_tgt", [t for _, t in PAIRS]),
-                        ("valid_src", [s for s, _ in PAIRS[:3]]), ("valid_tgt", [t for _, t in PAIRS[:3]])):
-        files[name] = str(tmp_path / name)
-        Path(files[name]).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    recipe = recipe_from_dict({
-        "data": {"task": "translation", "src_lang": "en", "tgt_lang": "zh", "max_length": 64, **files},
-        "model": {"pretrained": str(out)},
-        "train": {"max_steps": 4, "max_tokens": 400, "batch_size": 12, "lr": 3e-3, "warmup_steps": 1,
-                  "label_smoothing": 0.0, "eval_every": 4, "bleu_every": 0, "save_every": 4, "log_every": 1,
-                  "keep_last": 1, "precision": "fp32", "device": "cpu", "threads": 1, "seed": 1}})
-    run = tmp_path / "run"
-    Trainer(recipe, build_task(recipe, run_dir=run), run, progress=False).fit()
+    run = fine_tune_translation(out, PAIRS, tmp_path, steps=4)
     tuned = rosetta.load(run)
     assert not tuned.model.config.share_embeddings and tuned.model.config.tgt_vocab_size == tgt_tok.vocab_size
     again = export_huggingface(run, tmp_path / "again")

@@ -23,7 +23,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from hf_dirs import DE, EN, twin  # noqa: E402
+from hf_dirs import DE, EN, fine_tune_translation, twin  # noqa: E402
 from tiny_translator import PAIRS  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
@@ -243,24 +243,8 @@ def test_layouts_t5_cannot_express_are_refused_by_the_cli_in_one_line(name, tmp_
 def test_a_run_fine_tuned_from_the_export_goes_back_to_t5(exported, tmp_path):
     """``[model] pretrained = EXPORT``: the T5 family reads the export's tokenizer.json (no spiece.model), the run
     keeps Rosetta's ids, and its export (the checkpoint's family, the copied tokenizer files) decodes what it does."""
-    from rosetta.tasks import build_task
-    from rosetta.train import Trainer
-    from rosetta.train.recipe import recipe_from_dict
-
     _, _, _, tok, out = exported
-    files = {}
-    for name, pairs in (("train", TRAIN), ("valid", TRAIN[:3])):
-        for side, lines in (("src", [s for s, _ in pairs]), ("tgt", [t for _, t in pairs])):
-            files[f"{name}_{side}"] = str(tmp_path / f"{name}_{side}")
-            Path(files[f"{name}_{side}"]).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    recipe = recipe_from_dict({
-        "data": {"task": "translation", "src_lang": "en", "tgt_lang": "zh", "max_length": 64, **files},
-        "model": {"pretrained": str(out)},
-        "train": {"max_steps": 3, "max_tokens": 400, "batch_size": 12, "lr": 3e-3, "warmup_steps": 1,
-                  "label_smoothing": 0.0, "eval_every": 3, "bleu_every": 0, "save_every": 3, "log_every": 1,
-                  "keep_last": 1, "precision": "fp32", "device": "cpu", "threads": 1, "seed": 1}})
-    run = tmp_path / "run"
-    Trainer(recipe, build_task(recipe, run_dir=run), run, progress=False).fit()
+    run = fine_tune_translation(out, TRAIN, tmp_path, steps=3)
     tuned = rosetta.load(run)
     assert (tuned.model.config.bos_id, tuned.src_tokenizer.encode(SOURCES[0])) == (1, tok.encode(SOURCES[0]))
     again = export_huggingface(run, tmp_path / "again")
