@@ -204,8 +204,25 @@ def test_the_export_reads_back_into_rosetta_with_the_same_logits(exported, tmp_p
         export_huggingface(out, tmp_path / "again")
 
 
-@pytest.mark.parametrize("bidirectional", [True, False])
+def test_the_exports_task_prefixes_come_back_and_evaluation_finds_its_task(exported):
+    """config.json's task_specific_params read back as the run's tasks (no corpus: the names carry languages only),
+    and ``task_for`` — what ``rosetta evaluate --corpus`` uses to put the prefix on every source — finds each
+    corpus's task by its languages: Tatoeba (en, zh) → en→zh, Multi30k (de, en) → en→de; a corpus with no fitting
+    task is refused in one line."""
+    from rosetta.tasks.text_to_text import task_for
+
+    _, _, _, _, out = exported
+    tasks = rosetta.load(out).info["tasks"]
+    assert tasks == [{**task, "corpus": None} for task in TASKS]
+    info = {"tasks": tasks}
+    assert task_for(info, "tatoeba-en-zh")["prefix"] == "translate English to Chinese: "
+    assert task_for(info, "multi30k")["prefix"] == "translate English to German: "
+    with pytest.raises(ValueError, match="not trained on 'sst2', and 0 of"):
+        task_for(info, "sst2")
+
+
 @pytest.mark.parametrize("buckets, distance", [(32, 128), (8, 20), (64, 1000), (4, 3)])
+@pytest.mark.parametrize("bidirectional", [True, False])
 def test_t5s_bucket_function_is_ours(bidirectional, buckets, distance):
     from transformers.models.t5.modeling_t5 import T5Attention
 

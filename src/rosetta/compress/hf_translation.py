@@ -18,7 +18,8 @@ generation_config.json for ``generate``. The positions choose the family (``TARG
 A text-to-text run (``[[data.mixture]]``, ``rosetta.tasks.text_to_text``) records its tasks' prefixes in
 config.json's ``task_specific_params`` as the original t5-small does ({"translation_en_to_de": {"prefix":
 "translate English to German: "}}), where transformers 4's ``pipeline("translation_en_to_de", model=DIR)`` finds
-them (``task_params``; transformers 5 keeps the field in the config).
+them (``rosetta.hub.generation.task_specific_params``; transformers 5 keeps the field in the config; Rosetta reads it
+back: ``tasks_from_params``).
 
 What changes on the way to Marian or Pegasus, none of it the function the model computes:
 
@@ -71,6 +72,7 @@ import torch
 from rosetta import checkpoint as ckpt
 from rosetta.decode.defaults import DecodeOptions, max_source_tokens
 from rosetta.decode.search import max_positions
+from rosetta.hub.generation import task_specific_params
 from rosetta.hub.marian import ACTIVATION_NAMES
 from rosetta.models.transformer import Transformer
 from rosetta.nn.config import ModelConfig
@@ -207,16 +209,6 @@ def generation_config(config: ModelConfig, decode: DecodeOptions, offset: int = 
     return gen
 
 
-def task_params(info: dict[str, Any]) -> dict[str, dict[str, str]]:
-    """config.json's ``task_specific_params`` of a text-to-text run: its tasks' prefixes under the pipeline names
-    a T5 user knows ("translation_en_to_de"; a second task with the same languages: "…_CORPUS"); {} otherwise."""
-    params: dict[str, dict[str, str]] = {}
-    for task in info.get("tasks") or []:
-        name = f"translation_{task['src_lang']}_to_{task['tgt_lang']}"
-        params[f"{name}_{task['corpus']}" if name in params else name] = {"prefix": task["prefix"]}
-    return params
-
-
 def _write_json(file: Path, data: dict[str, Any]) -> None:
     file.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
@@ -238,7 +230,7 @@ def export_translation(loaded, out: Path) -> None:
     except ValueError as e:
         raise ValueError(f"{path}: cannot export this translation model to Hugging Face: {e}") from None
     spec = hf_family(model_type)
-    tasks = task_params(loaded.info)  # a text-to-text run's prefixes, where transformers' pipelines read them
+    tasks = task_specific_params(loaded.info.get("tasks") or [])  # a text-to-text run's prefixes
     hf = {**spec.config_to_hf(target), "forced_eos_token_id": None,
           **({"task_specific_params": tasks} if tasks else {})}
     _write_json(out / ckpt.CONFIG_FILE, hf)

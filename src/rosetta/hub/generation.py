@@ -15,6 +15,12 @@
                                         token unless it is EOS (other bans: a warning)
 
 A directory without generation_config.json keeps these options in config.json (as ``transformers`` reads it).
+
+config.json's ``task_specific_params`` (t5-small's, and what ``rosetta export --format huggingface`` writes for a
+text-to-text run) name translation tasks and their prefixes: {"translation_en_to_de": {"prefix": "translate
+English to German: "}}. ``task_specific_params`` writes a run's tasks so; ``tasks_from_params`` reads them back as
+a run's ``tasks`` (corpus, src_lang, tgt_lang, prefix; the corpus None unless the name ends with it), so that
+``rosetta evaluate --corpus NAME`` puts the right prefix on every source (``rosetta.tasks.text_to_text.task_for``).
 Rosetta's searches with these options give what ``generate(num_beams=…)`` gives (tests/test_hf_marian.py,
 tests/test_hf_bart.py).
 """
@@ -22,6 +28,7 @@ tests/test_hf_bart.py).
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -71,3 +78,28 @@ def generation_options(path: Path, hf: dict[str, Any]) -> dict[str, Any]:
         "renormalize": bool(gen.get("renormalize_logits", False)),
         "no_repeat_ngram_size": gen.get("no_repeat_ngram_size") or 0,
     }
+
+
+TRANSLATION_TASK = re.compile(r"translation_([a-z]{2,3})_to_([a-z]{2,3})(?:_(.+))?")  # …_CORPUS: a second one
+
+
+def task_specific_params(tasks: list[dict[str, str]]) -> dict[str, dict[str, str]]:
+    """A text-to-text run's tasks → config.json's ``task_specific_params``: the prefix under the pipeline name a
+    T5 user knows ("translation_en_to_de"; a second task with the same languages: "…_CORPUS")."""
+    params: dict[str, dict[str, str]] = {}
+    for task in tasks:
+        name = f"translation_{task['src_lang']}_to_{task['tgt_lang']}"
+        params[f"{name}_{task['corpus']}" if name in params else name] = {"prefix": task["prefix"]}
+    return params
+
+
+def tasks_from_params(hf: dict[str, Any]) -> list[dict[str, str | None]]:
+    """config.json's translation ``task_specific_params`` that carry a prefix → a run's ``tasks`` (the corpus
+    None unless the name ends with one); other entries (summarisation's decoding options, …) are left out."""
+    tasks = []
+    for name, params in (hf.get("task_specific_params") or {}).items():
+        match = TRANSLATION_TASK.fullmatch(name)
+        if match and isinstance(params, dict) and isinstance(params.get("prefix"), str):
+            src_lang, tgt_lang, corpus = match.groups()
+            tasks.append({"corpus": corpus, "src_lang": src_lang, "tgt_lang": tgt_lang, "prefix": params["prefix"]})
+    return tasks

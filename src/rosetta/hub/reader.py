@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from rosetta.checkpoint.files import refuse_pickle
+from rosetta.hub.generation import tasks_from_params
 from rosetta.hub.registry import hf_family
 from rosetta.models.pretrained import CONFIG_FILE, WEIGHTS_FILE, PretrainedError, resolve_pretrained
 
@@ -99,5 +100,7 @@ def read_hf(directory: str | Path, dtype: torch.dtype = torch.float32) -> HFMode
     model = spec.build(config, hf, set(tensors))
     load_state(model, spec.weights_from_hf(tensors, config), path)
     tokenizer, target_tokenizer = spec.tokenizers(path, hf)
+    info = {"source": "huggingface", "model_type": spec.model_type, "path": str(path)}
+    tasks = tasks_from_params(hf)  # translation prefixes (t5-small's, a text-to-text run's export)
     return HFModel(spec.family, model.to(dtype).eval(), tokenizer, target_tokenizer, hf,
-                   {"source": "huggingface", "model_type": spec.model_type, "path": str(path)})
+                   {**info, "tasks": tasks} if tasks else info)

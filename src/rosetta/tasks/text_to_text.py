@@ -19,6 +19,7 @@ from typing import Any
 from torch import nn
 
 from rosetta.data import corpora
+from rosetta.data.registry import REGISTRY, get_corpus
 from rosetta.tasks.translation import TranslationTask
 from rosetta.train.recipe import Recipe
 
@@ -44,12 +45,20 @@ def check_mixture(mixture: list[dict[str, Any]] | None) -> list[dict[str, str]]:
 
 
 def task_for(info: dict[str, Any], corpus: str) -> dict[str, str]:
-    """The mixture entry of a saved text-to-text model for ``corpus`` (for evaluation with its prefix)."""
-    for entry in info.get("tasks", []):
+    """The task of a saved text-to-text model for evaluating on ``corpus`` (its prefix goes on every source): the
+    one trained on ``corpus``; else, for tasks that name no corpus (a Hugging Face directory's
+    ``task_specific_params``: t5-small's, an exported run's), the one task whose two languages ``corpus`` has."""
+    tasks = info.get("tasks", [])
+    for entry in tasks:
         if entry["corpus"] == corpus:
             return entry
-    known = [e["corpus"] for e in info.get("tasks", [])]
-    raise ValueError(f"this text-to-text model was not trained on {corpus!r}; its tasks: {known}")
+    languages = set(get_corpus(corpus).languages) if corpus in REGISTRY else set()
+    fits = [e for e in tasks if e["corpus"] is None and {e["src_lang"], e["tgt_lang"]} <= languages]
+    if len(fits) == 1:
+        return fits[0]
+    known = [e["corpus"] or f"{e['src_lang']}→{e['tgt_lang']}" for e in tasks]
+    raise ValueError(f"this text-to-text model was not trained on {corpus!r}, and {len(fits)} of its tasks that name "
+                     f"no corpus fit that corpus's languages (one must); its tasks: {known}")
 
 
 class TextToTextTask(TranslationTask):
