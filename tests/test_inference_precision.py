@@ -196,6 +196,8 @@ def check_packed_linear(layer: nn.Module, linear: nn.Linear) -> None:
             got = layer(x)
             assert got.shape == (*shape[:-1], n_out)
             torch.testing.assert_close(got.double(), want(x), atol=1e-5, rtol=0)
+        for x in (torch.randn(n_in, 2)[:, 0], torch.randn(n_in, 1).t()):  # one row, not contiguous
+            torch.testing.assert_close(layer(x).double(), want(x), atol=1e-5, rtol=0)
     assert layer.state_dict().keys() == linear.state_dict().keys()
     for rows in (1, 2):  # gradients: plain F.linear
         x = torch.randn(rows, n_in, requires_grad=True)
