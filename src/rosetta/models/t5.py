@@ -25,7 +25,8 @@ takes its ids, and the model then treats position 0 of a target as a real token 
 downloaded here); tests/test_t5.py checks the result against ``transformers``' ``T5ForConditionalGeneration``.
 The way back, their exact inverses: ``t5_config_to_hf`` (a config.json ``T5ForConditionalGeneration`` reads; a
 flag T5 has no counterpart for is a one-line ValueError naming it) and ``t5_weights_to_hf`` (q, k, v split, each
-stack's relative bias on its block 0, ``lm_head.weight`` only when untied). They are also the way out of Rosetta's
+stack's relative bias on its block 0, ``lm_head.weight`` only when untied) — both read one name table,
+``t5_weight_map``, one forwards and one backwards. They are also the way out of Rosetta's
 own runs in T5's layout (``rosetta.compress.hf_translation``), whose ids config.json keeps: pad 0, eos 2 and
 decoder_start_token_id = ``bos_id`` 1, the token Rosetta's decoder starts from.
 """
@@ -92,42 +93,48 @@ def t5_config_from_hf(hf: Mapping[str, Any], **overrides: Any) -> ModelConfig:
     return t5_config(hf["vocab_size"], **{**fields, **overrides})
 
 
+def t5_weight_map(config: ModelConfig) -> dict[str, tuple[str, ...]]:
+    """Our name → the Hugging Face T5 names it is, concatenated along dim 0, for every weight but the embedding and
+    the head: q, k, v fused into ``qkv_proj`` (cross-attention: k, v into ``kv_proj``), each stack's one
+    ``relative_bias`` table on its block 0. ``t5_weights_from_hf`` reads it forwards, ``t5_weights_to_hf``
+    backwards, so the two are inverses by construction."""
+    ff_in = {"w1": "wi_0", "w3": "wi_1"} if config.activation in ("geglu", "swiglu") else {"w1": "wi"}
+    names: dict[str, tuple[str, ...]] = {}
+    for stack, n_layers in (("encoder", config.n_encoder_layers), ("decoder", config.n_decoder_layers)):
+        names[f"{stack}.relative_bias.table.weight"] = (
+            f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight",)
+        names[f"{stack}.final_norm.weight"] = (f"{stack}.final_layer_norm.weight",)
+        for i in range(n_layers):
+            hf, me = f"{stack}.block.{i}.layer", f"{stack}.layers.{i}"
+            attn = f"{hf}.0.SelfAttention"
+            names[f"{me}.self_attn.qkv_proj.weight"] = tuple(f"{attn}.{part}.weight" for part in "qkv")
+            names[f"{me}.self_attn.out_proj.weight"] = (f"{attn}.o.weight",)
+            names[f"{me}.self_attn_norm.weight"] = (f"{hf}.0.layer_norm.weight",)
+            ff = 1
+            if stack == "decoder":
+                cross = f"{hf}.1.EncDecAttention"
+                names[f"{me}.cross_attn.q_proj.weight"] = (f"{cross}.q.weight",)
+                names[f"{me}.cross_attn.kv_proj.weight"] = (f"{cross}.k.weight", f"{cross}.v.weight")
+                names[f"{me}.cross_attn.out_proj.weight"] = (f"{cross}.o.weight",)
+                names[f"{me}.cross_attn_norm.weight"] = (f"{hf}.1.layer_norm.weight",)
+                ff = 2
+            for mine, theirs in {**ff_in, "w2": "wo"}.items():
+                names[f"{me}.feed_forward.{mine}.weight"] = (f"{hf}.{ff}.DenseReluDense.{theirs}.weight",)
+            names[f"{me}.feed_forward_norm.weight"] = (f"{hf}.{ff}.layer_norm.weight",)
+    return names
+
+
 def t5_weights_from_hf(state: Mapping[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
     """A Hugging Face ``T5ForConditionalGeneration`` state dict → the state dict of ``Transformer(config)``
-    (load it with ``strict=True``).
-
-    q, k, v are concatenated into our fused ``qkv_proj`` (cross-attention: k, v into ``kv_proj``); the
-    relative bias of each stack's first block is the stack's one ``relative_bias`` table; the shared
-    embedding fills both of our embeddings (one tensor, ``share_embeddings``)."""
+    (load it with ``strict=True``): ``t5_weight_map`` read forwards; the shared embedding fills both of our
+    embeddings (one tensor, ``share_embeddings``)."""
     ours: dict[str, torch.Tensor] = {"src_embed.token.weight": state["shared.weight"],
                                      "tgt_embed.token.weight": state["shared.weight"]}
     # untied (T5 v1.1): lm_head.weight; a file saved by transformers ≥ 5 may leave it out, tying it to shared
     ours["output.weight"] = state.get("lm_head.weight", state["shared.weight"]) if not config.tie_output \
         else state["shared.weight"]
-    ff_in = {"w1": "wi_0", "w3": "wi_1"} if config.activation in ("geglu", "swiglu") else {"w1": "wi"}
-    for stack, n_layers in (("encoder", config.n_encoder_layers), ("decoder", config.n_decoder_layers)):
-        ours[f"{stack}.relative_bias.table.weight"] = state[
-            f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"]
-        ours[f"{stack}.final_norm.weight"] = state[f"{stack}.final_layer_norm.weight"]
-        for i in range(n_layers):
-            hf, me = f"{stack}.block.{i}.layer", f"{stack}.layers.{i}"
-            attn = f"{hf}.0.SelfAttention"
-            ours[f"{me}.self_attn.qkv_proj.weight"] = torch.cat(
-                [state[f"{attn}.q.weight"], state[f"{attn}.k.weight"], state[f"{attn}.v.weight"]])
-            ours[f"{me}.self_attn.out_proj.weight"] = state[f"{attn}.o.weight"]
-            ours[f"{me}.self_attn_norm.weight"] = state[f"{hf}.0.layer_norm.weight"]
-            ff = 1
-            if stack == "decoder":
-                cross = f"{hf}.1.EncDecAttention"
-                ours[f"{me}.cross_attn.q_proj.weight"] = state[f"{cross}.q.weight"]
-                ours[f"{me}.cross_attn.kv_proj.weight"] = torch.cat([state[f"{cross}.k.weight"],
-                                                                     state[f"{cross}.v.weight"]])
-                ours[f"{me}.cross_attn.out_proj.weight"] = state[f"{cross}.o.weight"]
-                ours[f"{me}.cross_attn_norm.weight"] = state[f"{hf}.1.layer_norm.weight"]
-                ff = 2
-            for mine, theirs in {**ff_in, "w2": "wo"}.items():
-                ours[f"{me}.feed_forward.{mine}.weight"] = state[f"{hf}.{ff}.DenseReluDense.{theirs}.weight"]
-            ours[f"{me}.feed_forward_norm.weight"] = state[f"{hf}.{ff}.layer_norm.weight"]
+    for mine, theirs in t5_weight_map(config).items():
+        ours[mine] = torch.cat([state[name] for name in theirs]) if len(theirs) > 1 else state[theirs[0]]
     return ours
 
 
@@ -170,32 +177,11 @@ def t5_config_to_hf(config: ModelConfig, model_type: str = "t5") -> dict[str, An
 
 def t5_weights_to_hf(state: Mapping[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
     """The state dict of ``Transformer(config)`` in T5's layout → the tensors of a ``T5ForConditionalGeneration``
-    model.safetensors: the inverse of ``t5_weights_from_hf`` (fused projections split in equal parts, the relative
-    bias tables on block 0 of each stack; a tied head left out, as transformers saves it)."""
+    model.safetensors: ``t5_weight_map`` read backwards (fused projections split in equal parts); a tied head left
+    out, as transformers saves it."""
     hf: dict[str, torch.Tensor] = {"shared.weight": state["src_embed.token.weight"]}
     if not config.tie_output:
         hf["lm_head.weight"] = state["output.weight"]
-    ff_in = {"w1": "wi_0", "w3": "wi_1"} if config.activation in ("geglu", "swiglu") else {"w1": "wi"}
-    for stack, n_layers in (("encoder", config.n_encoder_layers), ("decoder", config.n_decoder_layers)):
-        hf[f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"] = state[
-            f"{stack}.relative_bias.table.weight"]
-        hf[f"{stack}.final_layer_norm.weight"] = state[f"{stack}.final_norm.weight"]
-        for i in range(n_layers):
-            block, me = f"{stack}.block.{i}.layer", f"{stack}.layers.{i}"
-            attn = f"{block}.0.SelfAttention"
-            for part, piece in zip("qkv", state[f"{me}.self_attn.qkv_proj.weight"].chunk(3)):
-                hf[f"{attn}.{part}.weight"] = piece
-            hf[f"{attn}.o.weight"] = state[f"{me}.self_attn.out_proj.weight"]
-            hf[f"{block}.0.layer_norm.weight"] = state[f"{me}.self_attn_norm.weight"]
-            ff = 1
-            if stack == "decoder":
-                cross = f"{block}.1.EncDecAttention"
-                hf[f"{cross}.q.weight"] = state[f"{me}.cross_attn.q_proj.weight"]
-                hf[f"{cross}.k.weight"], hf[f"{cross}.v.weight"] = state[f"{me}.cross_attn.kv_proj.weight"].chunk(2)
-                hf[f"{cross}.o.weight"] = state[f"{me}.cross_attn.out_proj.weight"]
-                hf[f"{block}.1.layer_norm.weight"] = state[f"{me}.cross_attn_norm.weight"]
-                ff = 2
-            for mine, theirs in {**ff_in, "w2": "wo"}.items():
-                hf[f"{block}.{ff}.DenseReluDense.{theirs}.weight"] = state[f"{me}.feed_forward.{mine}.weight"]
-            hf[f"{block}.{ff}.layer_norm.weight"] = state[f"{me}.feed_forward_norm.weight"]
+    for mine, theirs in t5_weight_map(config).items():
+        hf.update(zip(theirs, state[mine].chunk(len(theirs))))
     return {k: v.detach().clone().contiguous() for k, v in hf.items()}
