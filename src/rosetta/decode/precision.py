@@ -40,13 +40,6 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     return quantized
 
 
-def times_transposed(x: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """x Wᵀ + b from a stored contiguous Wᵀ (in, out): (…, in) → (…, out)."""
-    rows = x.reshape(-1, weight_t.shape[0])  # (N, in)
-    y = rows @ weight_t if bias is None else torch.addmm(bias, rows, weight_t)
-    return y.view(*x.shape[:-1], weight_t.shape[1])
-
-
 def column_blocks(weight: torch.Tensor, bias: torch.Tensor | None, parts: int):
     """Wᵀ cut into ``parts`` blocks of c = ⌈out / parts⌉ columns, (parts, in, c) contiguous (the last block padded
     with zero columns), and b as (parts, 1, c) — the layout ``times_blocks`` multiplies one row by."""
@@ -233,7 +226,9 @@ class TransposedLinear(nn.Module):
             destination[prefix + "bias"] = self.bias if keep_vars else self.bias.detach()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return times_transposed(x, self.weight_t, self.bias)
+        rows = x.reshape(-1, self.in_features)  # (N, in)
+        y = rows @ self.weight_t if self.bias is None else torch.addmm(self.bias, rows, self.weight_t)
+        return y.view(*x.shape[:-1], self.out_features)
 
 
 def transpose_output(model: nn.Module) -> nn.Module:

@@ -26,7 +26,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rosetta.hub.bert import check_architectures, check_layout, encoder_with_heads, split_back, with_heads
+from rosetta.hub.bert import (
+    HEAD_PREFIXES,
+    check_architectures,
+    check_layout,
+    encoder_with_heads,
+    split_back,
+    with_heads,
+)
 from rosetta.hub.registry import register_hf
 from rosetta.models.encoder import EncoderModel, bert_config
 from rosetta.models.pretrained import ACTIVATIONS, PretrainedError, load_tokenizer, rename_weights
@@ -95,7 +102,7 @@ def config_to_hf(config: ModelConfig) -> dict[str, Any]:
 
 def weights_to_hf(state, config: ModelConfig):
     """``EncoderModel`` state dict → DistilBertModel / DistilBert…For… tensors (a pooler has no counterpart)."""
-    prefix = "distilbert." if any(k.startswith(("classifier.", "qa_outputs.", "mlm.")) for k in state) else ""
+    prefix = "distilbert." if any(k.startswith(HEAD_PREFIXES) for k in state) else ""
     return split_back(state, weight_map(config.n_encoder_layers), DISTILBERT_HEADS, prefix, "DistilBERT")
 
 
