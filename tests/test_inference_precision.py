@@ -161,13 +161,16 @@ def test_kept_memory_serves_blocks_above_32_mib_without_page_faults():
 
 
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("size, threads", [((48, 301), 2), ((48, 301), 3), ((512, 1100), 2), ((512, 1100), 1)])
-def test_packed_fp32_linear_is_the_linear_it_replaces(bias, size, threads):
+@pytest.mark.parametrize("size, threads, view", [
+    ((48, 301), 2, False), ((48, 301), 3, False), ((512, 1100), 2, False), ((512, 1100), 1, False),
+    ((1100, 512), 2, True), ((1100, 512), 3, False), ((300, 300), 2, True), ((300, 300), 1, True),
+])
+def test_packed_fp32_linear_is_the_linear_it_replaces(bias, size, threads, view):
     """``PackedLinear`` in fp32 (what fp32 decoding on a CPU runs): x Wᵀ + b within 1e-5 of float64 at 1, 4 and
     64 rows and in 3-D — one row through Wᵀ's column blocks (one per thread; 301 outputs in 2 or 3 blocks: the last
-    one padded), more rows through the packed W; nn.Linear's parameters (the same tensors), state dict and
-    gradients; a weight or bias changed in place is packed (and cut) again; a deep copy works and computes the
-    same."""
+    one padded; with no more outputs than inputs and rows that split evenly, the blocks are a view of W), more rows
+    through the packed W; nn.Linear's parameters (the same tensors), state dict and gradients; a weight or bias
+    changed in place is packed (and cut) again; a deep copy works and computes the same."""
     assert precision.onednn_packs(torch.float32), "oneDNN packs fp32 weights on every x86-64 CPU PyTorch supports"
     torch.manual_seed(0)
     n_in, n_out = size
@@ -179,6 +182,7 @@ def test_packed_fp32_linear_is_the_linear_it_replaces(bias, size, threads):
         check_packed_linear(layer, linear)
         blocks, _ = layer.weight_blocks()
         assert blocks.shape == (threads, n_in, -(-n_out // threads))  # the one-row path ran on the blocks
+        assert (blocks.data_ptr() == layer.weight.data_ptr()) == view  # W itself, or a copy of Wᵀ
     finally:
         torch.set_num_threads(before)
 

@@ -41,13 +41,23 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 
 
 def column_blocks(weight: torch.Tensor, bias: torch.Tensor | None, parts: int):
-    """Wᵀ cut into ``parts`` blocks of c = ⌈out / parts⌉ columns, (parts, in, c) contiguous (the last block padded
-    with zero columns), and b as (parts, 1, c) — the layout ``times_blocks`` multiplies one row by."""
+    """Wᵀ cut into ``parts`` blocks of c = ⌈out / parts⌉ columns, (parts, in, c), and b as (parts, 1, c) — the layout
+    ``times_blocks`` multiplies one row by.
+
+    Two ways to hold the same blocks, chosen by shape (measured one product at a time, 2 threads, AVX2, weights
+    coming from memory as in a decoding step): where W has at least as many inputs as outputs and its rows split
+    evenly, a view of W itself — block p is rows p·c … (p+1)·c − 1 of W read transposed, nothing copied (512 × 2048:
+    289–304 → 208–212 µs; 256 × 1024: 90–101 → 64–65; 512 × 512: 80–99 → 70–80); otherwise a contiguous copy of Wᵀ
+    cut into columns, the last block padded with zero columns (2048 × 512: 245–248 µs as a view → 204–211 copied;
+    1536 × 512: 197–227 → 177–178)."""
     n_out, n_in = weight.shape
+    weight, bias = weight.detach(), None if bias is None else bias.detach()
     width = -(-n_out // parts)
+    if n_in >= n_out and width * parts == n_out:  # W's rows, p·c … (p+1)·c − 1 per block: a view
+        return weight.view(parts, width, n_in).transpose(1, 2), None if bias is None else bias.view(parts, 1, width)
     pad = width * parts - n_out
-    blocks = F.pad(weight.detach().t(), (0, pad)).reshape(n_in, parts, width).permute(1, 0, 2).contiguous()
-    return blocks, None if bias is None else F.pad(bias.detach(), (0, pad)).view(parts, 1, width)
+    blocks = F.pad(weight.t(), (0, pad)).reshape(n_in, parts, width).permute(1, 0, 2).contiguous()
+    return blocks, None if bias is None else F.pad(bias, (0, pad)).view(parts, 1, width)
 
 
 def times_blocks(x: torch.Tensor, blocks: torch.Tensor, bias: torch.Tensor | None, n_out: int) -> torch.Tensor:
@@ -83,14 +93,15 @@ class PackedLinear(nn.Linear):
     cut into one block of columns per thread (``column_blocks``) and multiplied as one batched product
     (``times_blocks``), which the threads share. Measured in whole greedy steps at one sentence (AVX2, 2 threads,
     against plain ``F.linear`` for small W and Wᵀ for the output layer): opus-mt's shape 16.6 → 14.8 ms, the
-    ``small`` model the same within this VM's noise (RESULTS.md, issue 21).
+    ``small`` model the same within this VM's noise (RESULTS.md, issue 21). Where W has no more outputs than
+    inputs, the blocks are a view of W (``column_blocks``).
 
     The packed copy is made from ``weight`` at once, the blocks at the first one-row call; each again whenever
     ``weight`` changes (its version counter) or, for the blocks, the number of threads does. Calls that record
     gradients, run off the CPU, in another dtype, or under tracing / ONNX export take plain ``F.linear``. Weights
     made under ``torch.inference_mode`` keep no version counter: changed in place, they are not packed again. Copies
     (``copy.deepcopy``, pickling) leave both behind: oneDNN's opaque tensor has no storage to copy. The price is
-    memory: W is held twice, three times once a single row has been decoded.
+    memory: W is held twice, three times once a single row has been decoded if W has more outputs than inputs.
     """
 
     ROWS_HINT = 64  # oneDNN picks its blocking for about this many rows; 64 measured best from 1 to 256

