@@ -66,3 +66,23 @@ def test_tiny_run_end_to_end(bench, tmp_path):
         stored = {k: f.get_slice(k).get_shape() for k in f.keys() if "embed_positions" not in k}
     count = sum(math.prod(shape) for name, shape in stored.items() if name != "final_logits_bias")
     assert count == bench.TINY.parameters
+
+
+def test_a_wide_vocabulary_decodes_generates_ids(bench, tmp_path):
+    """With 3,001 target ids the searches pick their tokens through ``decode.selection``'s two-pass path (chunk
+    maxima, then a few chunks; below a few chunks per wanted token they call ``max`` / ``topk`` directly): greedy and
+    beam 4, a padded batch of 6, every output forced to 8 tokens — the same ids as ``generate``, sentence for
+    sentence."""
+    from rosetta.decode.selection import CHUNK
+
+    shape = bench.Shape("wide", d_model=16, n_heads=2, d_ff=32, layers=1, vocab=3001, max_positions=64, init_std=0.3)
+    assert shape.vocab // CHUNK * CHUNK >= 4 * 8 * CHUNK  # beam 4 ranks 2·4 per row: the two-pass path
+    hf_dir = str(bench.write_hf_dir(shape, tmp_path / "wide-hf"))
+    work = bench.Workload(sentences=6, batch_size=6, batch1=1, src_lengths=(3, 9), out_len=8, repeats=1, pause=0.0)
+    (batch,), _ = bench.sources(shape, work)
+    ours, theirs = bench.rosetta_decoder(hf_dir, "fp32"), bench.transformers_decoder(hf_dir, "fp32")
+    for beam in (1, 4):
+        got, want = ours(batch, beam, work.out_len), theirs(batch, beam, work.out_len)
+        assert got == want, beam
+        assert all(len(row) == work.out_len for row in got)
+    assert ours(batch, 4, work.out_len) != ours(batch, 1, work.out_len)  # beam search chose differently somewhere

@@ -34,6 +34,7 @@ from rosetta.decode.search import (
     max_positions,
     output_limits,
 )
+from rosetta.decode.selection import topk_rows
 
 
 @dataclass
@@ -92,7 +93,7 @@ def _candidates(log_probs: torch.Tensor, beams: _Beams, k: int, eos_id: int) -> 
     The 2K best of a sentence are among the 2K best tokens of each of its hypotheses, so rank within rows
     first, then over the sentence's W·2K of them."""
     n_active, width = beams.alive_scores.shape
-    row_scores, row_tokens = log_probs.topk(min(2 * k, log_probs.shape[-1]), dim=1)  # (Bₐ·W, 2K)
+    row_scores, row_tokens = topk_rows(log_probs, 2 * k)  # (Bₐ·W, 2K) (decode.selection)
     per_row = row_scores.shape[1]
     scores = (beams.alive_scores.view(-1, 1) + row_scores).view(n_active, width * per_row)
     scores, index = scores.topk(min(2 * k, width * per_row), dim=1)  # (Bₐ, 2K), best first

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from rosetta.decode.selection import argmax_rows
 from rosetta.special_tokens import BOS, PAD, UNK
 
 # Never produced by a language model trained on plain text: those tokens never occur in its targets.
@@ -93,7 +94,7 @@ def sample_next(
     softmax(logits / temperature) restricted by ``top_k`` and then ``top_p``. The same ``generator`` state
     gives the same tokens."""
     if temperature <= 0:
-        return logits.argmax(dim=-1)
+        return argmax_rows(logits)  # the first of equal maxima, as argmax (decode.selection)
     # Shifted so the best logit is 0, and divided by no less than float32's smallest normal number: a temperature
     # near 0 (1e-300) then keeps the best token(s), instead of 0 / 0 = NaN.
     logits = logits.float()

@@ -44,6 +44,7 @@ import torch
 
 from rosetta.decode.defaults import DEFAULTS
 from rosetta.decode.sampling import apply_min_length, no_repeat_ngram_filter
+from rosetta.decode.selection import argmax_rows
 
 
 class Hypothesis(NamedTuple):
@@ -168,7 +169,7 @@ def greedy_search(
         force_bos_at_start(logits, step, force_bos)
         if force_eos:
             force_eos_at_limit(logits, row_limits <= step + 1, eos)
-        best = logits.max(dim=-1).indices  # (N,); first of equal maxima, as argmax, but faster on the CPU
+        best = argmax_rows(logits)  # (N,); the first of equal maxima, as argmax (decode.selection)
         if return_scores:
             gained = logits.gather(1, best[:, None]).squeeze(1) - log_z
             scores.index_add_(0, rows, gained.masked_fill(finished, 0.0))
