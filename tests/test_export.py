@@ -113,12 +113,12 @@ def test_onnx_logits_equal_pytorch_with_dynamic_batch_and_lengths(ort, tmp_path,
             memory_onnx, mask_onnx, _ = engine.encode(src)
             torch.testing.assert_close(memory_onnx, memory, atol=1e-4, rtol=0)
             state, state_onnx = model.start_decoding(memory, mask), engine.start_decoding(memory_onnx, mask_onnx)
+            sentences = batch  # the source side keeps one row per sentence
             for step in range(5):
                 tokens = torch.randint(4, tgt_tok.vocab_size, (state.batch_size, 1))
                 logits, logits_onnx = model.decode_step(tokens, state), engine.decode_step(tokens, state_onnx)
                 assert logits_onnx.shape == logits.shape
                 torch.testing.assert_close(logits_onnx, logits, atol=1e-4, rtol=0)
-                sentences = state.memory_mask.shape[0]  # PyTorch keeps one source row per sentence
                 width = state.batch_size // sentences
                 if step == 1:  # beam search fills: every sentence's hypothesis splits in two
                     rows = torch.arange(sentences).repeat_interleave(2)
@@ -131,6 +131,7 @@ def test_onnx_logits_equal_pytorch_with_dynamic_batch_and_lengths(ort, tmp_path,
                     keep = torch.randperm(sentences)[1:]
                     rows = (keep[:, None] * width + torch.arange(width)).view(-1)
                     state.select_beams(rows, keep), state_onnx.select_beams(rows, keep)
+                    sentences = len(keep)
 
 
 def test_onnx_greedy_and_beam_outputs_identical_on_100_sentences(random_dir, onnx_dir):
