@@ -73,7 +73,8 @@ class LayerStack(nn.Module):
 class DecoderState:
     """What incremental decoding carries from step to step: per-layer key/value caches, the number of
     positions already fed, the batch size (rows fed per step), and (encoder–decoder only) the source's key
-    mask (B, 1, 1, S). Beam search feeds B·W rows against B sources (``select_beams``)."""
+    mask (B, 1, 1, S), or None when it hides nothing (no source padded). Beam search feeds B·W rows against B
+    sources (``select_beams``)."""
 
     layers: list[LayerCache] = field(default_factory=list)
     offset: int = 0
