@@ -258,9 +258,9 @@ def test_a_model_built_under_inference_mode_is_packed_and_decodes_the_same():
 
 
 def test_fp32_decoding_packs_the_decoder_and_output_and_decodes_the_same():
-    """``for_inference(model, "fp32")`` on a CPU: the decoder's Linear layers and the output layer packed (where
-    oneDNN packs fp32), the encoder's left plain; greedy and beam ids identical to the unpacked model's and
-    logits within 1e-5; the state dict unchanged."""
+    """``for_inference(model, "fp32")`` on a CPU: every Linear layer of the encoder and the decoder and the output
+    layer packed (where oneDNN packs fp32); greedy and beam ids identical to the unpacked model's, the encoder's
+    output and the logits within 1e-5; the state dict unchanged."""
     model = tiny_model(3)
     reference = copy.deepcopy(model)
     state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -272,12 +272,14 @@ def test_fp32_decoding_packs_the_decoder_and_output_and_decodes_the_same():
     assert prepared is model
     packed = [name for name, m in model.named_modules() if isinstance(m, precision.PackedLinear)]
     if precision.onednn_packs(torch.float32):  # elsewhere (no oneDNN) the output layer is transposed instead
-        assert "output" in packed and any(n.startswith("decoder.") for n in packed)
-        assert not any(n.startswith("encoder.") for n in packed)
+        linears = {name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+        assert "output" in packed and set(packed) == linears
+        assert any(n.startswith("encoder.") for n in packed) and any(n.startswith("decoder.") for n in packed)
     with torch.inference_mode():
         assert greedy_search(model, src, max_len=12) == want_greedy
         assert beam_search(model, src, beam_size=4, max_len=12) == want_beam
         tgt = torch.randint(4, model.config.tgt_vocab_size, (3, 5))
+        torch.testing.assert_close(model.encode(src)[0], reference.encode(src)[0], atol=1e-5, rtol=0)
         torch.testing.assert_close(model(src, tgt), reference(src, tgt), atol=1e-5, rtol=0)
     after = model.state_dict()
     assert after.keys() == state.keys() and all(torch.equal(after[k], state[k]) for k in state)
