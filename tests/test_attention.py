@@ -8,7 +8,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rosetta.nn.attention import KVCache, MultiHeadAttention, causal_mask, padding_mask, scaled_dot_product_attention
+from rosetta.nn.attention import (
+    EXPLICIT_TRAINING_MAX_KEYS,
+    KVCache,
+    MultiHeadAttention,
+    causal_mask,
+    explicit_trains_faster,
+    padding_mask,
+    scaled_dot_product_attention,
+)
 
 FAST = settings(max_examples=25, deadline=None)
 
@@ -121,6 +129,40 @@ def test_gradcheck_math_path_float64():
 
     assert torch.autograd.gradcheck(fn, (q, k, v), eps=1e-6, atol=1e-5)
     assert torch.autograd.gradcheck(lambda q, k, v: scaled_dot_product_attention(q, k, v)[0], (q, k, v))
+
+
+def test_training_takes_the_explicit_formula_on_a_cpu_only_where_it_is_faster():
+    """fp32 with gradients: explicit up to EXPLICIT_TRAINING_MAX_KEYS keys, fused beyond; bf16 with gradients:
+    always explicit; without gradients (decoding): always fused."""
+    limit = EXPLICIT_TRAINING_MAX_KEYS
+    q = torch.zeros(2, 2, 3, 8, requires_grad=True)
+    assert explicit_trains_faster(q, torch.zeros(2, 2, limit, 8))
+    assert not explicit_trains_faster(q, torch.zeros(2, 2, limit + 1, 8))
+    assert explicit_trains_faster(q.detach().bfloat16().requires_grad_(), torch.zeros(2, 2, 4 * limit, 8))
+    assert not explicit_trains_faster(q.detach(), torch.zeros(2, 2, 3, 8))
+    with torch.no_grad():
+        assert not explicit_trains_faster(q, torch.zeros(2, 2, 3, 8))
+
+
+@pytest.mark.parametrize("keys", [EXPLICIT_TRAINING_MAX_KEYS, EXPLICIT_TRAINING_MAX_KEYS + 1])
+def test_training_gradients_on_both_sides_of_the_explicit_rule_match_float64(keys):
+    """The path fp32 training takes (explicit at the limit, fused one key past it): outputs and the gradients of
+    q, k, v against the formula in float64, with padded keys."""
+    gen = torch.Generator().manual_seed(keys)
+    q, k, v = (torch.randn(2, 3, n, 8, generator=gen) for n in (5, keys, keys))
+    mask = torch.ones(2, 1, 1, keys, dtype=torch.bool)
+    mask[1, ..., -7:] = False
+    g = torch.randn(2, 3, 5, 8, generator=gen)
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    out, _ = scaled_dot_product_attention(*leaves, mask)
+    (out * g).sum().backward()
+    ref = [t.double().requires_grad_() for t in (q, k, v)]
+    scores = (ref[0] @ ref[1].transpose(-2, -1) / math.sqrt(8)).masked_fill(~mask, float("-inf"))
+    ref_out = torch.softmax(scores, dim=-1) @ ref[2]
+    (ref_out * g.double()).sum().backward()
+    torch.testing.assert_close(out.double(), ref_out, atol=1e-5, rtol=1e-5)
+    for got, want in zip(leaves, ref):
+        torch.testing.assert_close(got.grad.double(), want.grad, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("cross", [False, True])

@@ -66,14 +66,11 @@ def scaled_dot_product_attention(
     With ``need_weights=False`` the fused kernel of PyTorch runs (FlashAttention or memory-efficient
     attention on a GPU; a position bias goes in as its float ``attn_mask``, the boolean mask folded in as
     the dtype's most negative number); with ``need_weights=True`` the explicit formula runs, so the weights
-    exist — and also when training in bf16 on a CPU, where it is the faster of the two.
+    exist — and also when training on a CPU where it is the faster of the two (``explicit_trains_faster``).
     """
     if mask is not None:
         check_mask(mask, q.shape[0], q.shape[1], q.shape[2], k.shape[2])
-    # On a CPU in bf16 with gradients (training under autocast), PyTorch's flash kernel runs its backward
-    # ~7× slower than this formula with bf16 matrix products (measured: 31 vs 4.6 ms per call, B=160, T=26).
-    cpu_bf16_training = q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.requires_grad
-    if not need_weights and not cpu_bf16_training:
+    if not need_weights and not explicit_trains_faster(q, k):
         attn_mask = mask
         if position_bias is not None:
             attn_mask = position_bias.to(q.dtype)
@@ -100,6 +97,26 @@ def scaled_dot_product_attention(
             weights = weights.masked_fill(~has_key, 0.0)
     attended = dropout(weights, dropout_p) if dropout_p > 0 else weights
     return attended @ v, (weights if need_weights else None)
+
+
+# The most keys at which fp32 training on a CPU takes the explicit formula (``explicit_trains_faster``).
+EXPLICIT_TRAINING_MAX_KEYS = 64
+
+
+def explicit_trains_faster(q: torch.Tensor, k: torch.Tensor) -> bool:
+    """Whether softmax(Q Kᵀ / √d_k) V as plain operations trains faster than PyTorch's fused (flash) kernel:
+    on a CPU, with gradients, in bf16 always, in fp32 over at most ``EXPLICIT_TRAINING_MAX_KEYS`` keys.
+
+    The fused CPU kernel's backward pays a fixed cost per (batch, head, block) that dwarfs short sequences'
+    arithmetic. Measured, forward + backward of one call, d_k 64, 2 threads (median ms, fused → explicit):
+    bf16 (AMD, AVX-512 BF16) B=160, T=26: 31 → 4.6; fp32 (AVX2) B=160 × 4 heads, T=26: 30.1 → 20.9, causal T=27:
+    33.2 → 19.0, B=64 × 4, T=48: 26.6 → 15.6, causal T=64: 38.0 → 27.6; from 96 keys on the fused kernel is as
+    fast or faster (T=96: 30.0 both, T=128: 42.6 → 50.2, causal T=512: 80.4 → 130.7) and holds no T × T weights
+    for the backward. Decoding (no gradients) keeps the fused kernel: the explicit formula won one call in
+    isolation but no whole decoding run (RESULTS.md)."""
+    if q.device.type != "cpu" or not (q.requires_grad and torch.is_grad_enabled()):
+        return False
+    return q.dtype == torch.bfloat16 or q.dtype == torch.float32 and k.shape[2] <= EXPLICIT_TRAINING_MAX_KEYS
 
 
 class KVCache:
