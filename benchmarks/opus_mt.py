@@ -18,10 +18,12 @@ batches, the same for every engine) and the first 16 of them one at a time (batc
 engine forced to emit exactly 30 tokens (random weights never end a sentence by themselves: min = max length,
 the pad token suppressed in ``generate`` as Rosetta's search and CT2's vocabulary never produce it). 2 threads for
 every engine (torch.set_num_threads; CT2 intra_threads). Reported: output tokens/s per engine and mode (median
-[min–max] over rounds; in each round every engine and mode runs once, in a rotating order, each call after a
-pause so no engine shares the cores with another's spinning threads), the ratios Rosetta / CTranslate2 (fp32 vs
-float32, int8 vs int8, bf16 vs float32 and bfloat16) and Rosetta / transformers, and how often greedy outputs are
-the same ids (Rosetta fp32 vs transformers fp32: the fraction of sentences with identical ids).
+[min–max] over rounds; in each round every engine runs every mode once, mode by mode — all engines one mode, then
+the next — in an order rotating with the round, each call after a pause so no engine shares the cores with another's
+spinning threads), the ratios Rosetta / CTranslate2 (fp32 vs float32, int8 vs int8, bf16 vs float32 and bfloat16)
+and Rosetta / transformers — as ratios of the medians and paired by round (each round's two cells ran back to back:
+the median [min–max] of the rounds' ratios, the figure least moved by a VM whose speed drifts) — and how often
+greedy outputs are the same ids (Rosetta fp32 vs transformers fp32: the fraction of sentences with identical ids).
 
 bf16 runs only where the CPU multiplies bf16 natively (AVX-512 BF16 / AMX; elsewhere torch emulates it, ~30×
 slower, and CTranslate2 does not offer it): ``--bf16 on`` forces Rosetta's and transformers' bf16 on any CPU.
@@ -367,6 +369,28 @@ def estimate_seconds(shape: Shape, work: Workload, engines: list[str], threads: 
     return setup + per_round * (rounds + 0.1)
 
 
+# ---------------------------------------------------------------------------------------------- order
+def round_order(engines: list[str], r: int) -> list[str]:
+    """The cases of round ``r``, mode by mode: every engine runs one mode before any runs the next, the engines'
+    order rotating with the round. The cells a ratio compares thus run seconds apart, not minutes: on a VM whose
+    speed drifts (the same step 2.9–5.4 ms within a session, RESULTS.md) a ratio of cells timed minutes apart
+    measures the drift as much as the engines."""
+    shift = r % len(engines)
+    rotated = engines[shift:] + engines[:shift]
+    return [f"{e}|{m}" for m in MODES for e in rotated]
+
+
+def paired_ratios(seconds: dict[str, list[float]], tokens: dict[str, int], a: str, b: str) -> dict[str, Stat]:
+    """Engine ``a`` / engine ``b`` per mode, one ratio of tokens/s per round (the two cells of a round run
+    back to back, ``round_order``): mode → Stat over rounds."""
+    out = {}
+    for mode in MODES:
+        ca, cb = f"{a}|{mode}", f"{b}|{mode}"
+        if ca in seconds and cb in seconds:
+            out[mode] = Stat([(tokens[ca] / sa) / (tokens[cb] / sb) for sa, sb in zip(seconds[ca], seconds[cb])])
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- report
 def agreement(a: list[list[int]], b: list[list[int]]) -> float:
     return sum(x == y for x, y in zip(a, b)) / len(a)
@@ -387,6 +411,13 @@ def report_tables(report: dict[str, Any]) -> str:
     if ratio_rows:
         tables.append("### Ratios of medians (> 1: the first is faster)\n\n"
                       + markdown_table(["engines"] + [heads[m] for m in MODES], ratio_rows))
+    paired = {pair: {m: Stat(v["values"]) for m, v in modes.items()}
+              for pair, modes in report.get("paired_ratios", {}).items()}
+    paired_rows = [[pair] + [modes[m].fmt(2) + "×" if m in modes else "–" for m in MODES]
+                   for pair, modes in paired.items()]
+    if paired_rows:
+        tables.append("### Ratios paired by round: the two cells run back to back (median [min–max] over rounds)\n\n"
+                      + markdown_table(["engines"] + [heads[m] for m in MODES], paired_rows))
     agree_rows = [[pair] + [f"{modes[m]:.0%}" if m in modes else "–" for m in MODES]
                   for pair, modes in report["agreement"].items()]
     if agree_rows:
@@ -460,12 +491,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 systems.case(engine, "warmup")()
             log(f"{len(names)} engines loaded and warmed up ({time.perf_counter() - started:.0f} s)")
             cases = {f"{e}|{m}": systems.case(e, m) for e in names for m in MODES}
-            order = list(cases)
             rounds = 0
             for r in range(work.repeats):
                 round_start = time.perf_counter()
-                rotated = order[r % len(order):] + order[: r % len(order)]
-                secs, results = interleaved({c: cases[c] for c in rotated}, 1, 0, torch.device("cpu"), work.pause)
+                secs, results = interleaved({c: cases[c] for c in round_order(names, r)}, 1, 0,
+                                            torch.device("cpu"), work.pause)
                 for case, s in secs.items():
                     seconds.setdefault(case, []).extend(s)
                 outputs.update(results)
@@ -519,11 +549,14 @@ def build_report(args: argparse.Namespace, shape: Shape, work: Workload, engines
     ratios = {f"{a} / {b}": {m: speed[a][m].median / speed[b][m].median for m in MODES
                              if m in speed[a] and m in speed[b]}
               for a, b in RATIOS if a in speed and b in speed}
+    counts = {case: sum(map(len, out)) for case, out in outputs.items() if "|" in case}
+    paired = {f"{a} / {b}": {m: st.as_dict() for m, st in paired_ratios(seconds, counts, a, b).items()}
+              for a, b in RATIOS if a in speed and b in speed}
     env = environment(SimpleNamespace(device="cpu", config=shape.name, workload_name="tiny" if args.tiny else "full"))
     env["threads"] = args.threads
     return {"environment": env, "shape": asdict(shape), "parameters": shape.parameters, "workload": asdict(work),
             "engines": engines, "skipped": skipped, "rounds": rounds, "tokens_per_s": tokens, "exact_length": exact,
-            "ratios": ratios, "agreement": agree,
+            "ratios": ratios, "paired_ratios": paired, "agreement": agree,
             "output_tokens": {e: {m: sum(map(len, outputs[f"{e}|{m}"])) for m in MODES if f"{e}|{m}" in outputs}
                               for e in engines},
             "estimate_s": estimate, "elapsed_s": time.perf_counter() - started}

@@ -56,6 +56,8 @@ def test_tiny_run_end_to_end(bench, tmp_path):
     agreement = report["agreement"]["rosetta fp32 vs transformers fp32"]
     assert agreement["greedy b64"] >= 0.75 and agreement["greedy b1"] >= 0.75, agreement
     assert set(report["ratios"]["rosetta fp32 / transformers fp32"]) == set(bench.MODES)
+    paired = report["paired_ratios"]["rosetta fp32 / transformers fp32"]
+    assert set(paired) == set(bench.MODES) and all(len(v["values"]) == report["rounds"] for v in paired.values())
     if "ct2 float32" in engines:
         assert report["agreement"]["ct2 float32 vs transformers fp32"]["greedy b64"] >= 0.75
         assert set(report["ratios"]["rosetta fp32 / ct2 float32"]) == set(bench.MODES)
@@ -86,3 +88,17 @@ def test_a_wide_vocabulary_decodes_generates_ids(bench, tmp_path):
         assert ids == theirs(batch, beam, work.out_len), beam
         assert all(len(row) == work.out_len for row in ids)
     assert got[4] != got[1]  # beam search chose differently somewhere
+
+
+def test_rounds_run_mode_by_mode_and_ratios_pair_each_rounds_cells(bench):
+    """Every engine runs a mode before any runs the next, the engines' order rotating by round; a paired ratio is
+    one per round, from that round's two cells (tokens/s of the first engine over the second's)."""
+    engines = ["a", "b", "c"]
+    for r in range(4):
+        order = bench.round_order(engines, r)
+        assert order == [f"{e}|{m}" for m in bench.MODES for e in (engines[r % 3:] + engines[: r % 3])]
+    mode = bench.MODES[0]
+    seconds = {f"a|{mode}": [1.0, 4.0, 2.0], f"b|{mode}": [2.0, 2.0, 2.0]}
+    tokens = {f"a|{mode}": 30, f"b|{mode}": 60}
+    (got,) = bench.paired_ratios(seconds, tokens, "a", "b").values()
+    assert got.values == pytest.approx([1.0, 0.25, 0.5]) and got.median == pytest.approx(0.5)
