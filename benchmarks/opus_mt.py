@@ -530,6 +530,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def build_report(args: argparse.Namespace, shape: Shape, work: Workload, engines: list[str],
                  seconds: dict[str, list[float]], outputs: dict[str, Any], skipped: dict[str, str], rounds: int,
                  estimate: float, started: float) -> dict[str, Any]:
+    out_tokens = {case: sum(map(len, out)) for case, out in outputs.items()}  # output tokens of each "engine|mode"
     tokens: dict[str, dict[str, Any]] = {}
     exact: dict[str, bool] = {}
     for engine in engines:
@@ -537,9 +538,8 @@ def build_report(args: argparse.Namespace, shape: Shape, work: Workload, engines
             case = f"{engine}|{mode}"
             if case not in outputs:
                 continue
-            counts = [len(o) for o in outputs[case]]
-            tokens.setdefault(engine, {})[mode] = Stat([sum(counts) / s for s in seconds[case]]).as_dict()
-            exact[engine] = exact.get(engine, True) and all(c == work.out_len for c in counts)
+            tokens.setdefault(engine, {})[mode] = Stat([out_tokens[case] / s for s in seconds[case]]).as_dict()
+            exact[engine] = exact.get(engine, True) and all(len(o) == work.out_len for o in outputs[case])
     agree: dict[str, dict[str, float]] = {}
     for a, b in AGREEMENT:
         for mode in MODES:
@@ -549,15 +549,14 @@ def build_report(args: argparse.Namespace, shape: Shape, work: Workload, engines
     ratios = {f"{a} / {b}": {m: speed[a][m].median / speed[b][m].median for m in MODES
                              if m in speed[a] and m in speed[b]}
               for a, b in RATIOS if a in speed and b in speed}
-    counts = {case: sum(map(len, out)) for case, out in outputs.items() if "|" in case}
-    paired = {f"{a} / {b}": {m: st.as_dict() for m, st in paired_ratios(seconds, counts, a, b).items()}
+    paired = {f"{a} / {b}": {m: st.as_dict() for m, st in paired_ratios(seconds, out_tokens, a, b).items()}
               for a, b in RATIOS if a in speed and b in speed}
     env = environment(SimpleNamespace(device="cpu", config=shape.name, workload_name="tiny" if args.tiny else "full"))
     env["threads"] = args.threads
     return {"environment": env, "shape": asdict(shape), "parameters": shape.parameters, "workload": asdict(work),
             "engines": engines, "skipped": skipped, "rounds": rounds, "tokens_per_s": tokens, "exact_length": exact,
             "ratios": ratios, "paired_ratios": paired, "agreement": agree,
-            "output_tokens": {e: {m: sum(map(len, outputs[f"{e}|{m}"])) for m in MODES if f"{e}|{m}" in outputs}
+            "output_tokens": {e: {m: out_tokens[f"{e}|{m}"] for m in MODES if f"{e}|{m}" in out_tokens}
                               for e in engines},
             "estimate_s": estimate, "elapsed_s": time.perf_counter() - started}
 
